@@ -1,0 +1,124 @@
+"""Periodic checks scheduled by celery beat (see health.schedules)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+from celery import shared_task
+
+from health import checks
+from health.models import HealthCheck
+from tradebot import keys, state
+
+log = logging.getLogger(__name__)
+
+
+def _once_per_window(redis_client, name: str, seconds: int) -> bool:
+    """True for the first caller in a window: a second beat or a redelivery does nothing."""
+    window = int(time.time() // seconds)
+    return bool(redis_client.set(f"{keys.PREFIX}once:{name}:{window}", "1", nx=True, ex=seconds))
+
+
+def _session_or_none():
+    try:
+        from broker.factory import build_session
+    except ImportError:
+        return None
+    try:
+        return build_session()
+    except Exception as exc:
+        log.warning("broker session unavailable for the health check: %s", exc)
+        return None
+
+
+@shared_task(name="health.tasks.health_check", ignore_result=True)
+def health_check() -> dict:
+    from broker.factory import get_redis
+    from tradebot.celery import app
+
+    redis_client = get_redis()
+    try:
+        if not _once_per_window(redis_client, "health", 55):
+            return {"skipped": "already ran in this window"}
+    except Exception:
+        pass  # Redis down: run anyway, the check will say so
+
+    results = {
+        "feed": checks.check_feed(redis_client),
+        "redis": checks.check_redis(redis_client),
+        "database": checks.check_database(),
+        "workers": checks.check_workers(app),
+        "session": checks.check_session(_session_or_none()),
+    }
+    actions = _recover(redis_client, results)
+    statuses = [status for status, _ in results.values() if status != HealthCheck.Status.CLOSED]
+    row = HealthCheck.objects.create(
+        overall=checks.overall(statuses),
+        actions=actions,
+        details={name: detail for name, (_, detail) in results.items()},
+        **{name: status for name, (status, _) in results.items()},
+    )
+    summary = {
+        "overall": row.overall,
+        "at": row.at.isoformat(),
+        **{name: status for name, (status, _) in results.items()},
+    }
+    try:
+        redis_client.set(keys.HEALTH_LAST, json.dumps(summary))
+    except Exception:
+        pass
+    _report_change(row)
+    return summary
+
+
+def _recover(redis_client, results: dict) -> list[str]:
+    """Second line of defence behind the feed's own watchdog."""
+    actions = []
+    feed_status, detail = results["feed"]
+    if feed_status == HealthCheck.Status.DOWN and "process dead" not in detail:
+        try:
+            redis_client.xadd(keys.FEED_COMMANDS, {"cmd": "reconnect", "by": "health"})
+            actions.append("asked the feed to reconnect")
+        except Exception as exc:
+            actions.append(f"could not ask the feed to reconnect: {exc.__class__.__name__}")
+    return actions
+
+
+def _report_change(row: HealthCheck) -> None:
+    previous = HealthCheck.objects.exclude(pk=row.pk).first()
+    if previous is None or previous.overall != row.overall:
+        level = {"ok": "info", "degraded": "warning"}.get(row.overall, "error")
+        problems = {k: v for k, v in row.details.items() if getattr(row, k) not in ("ok",)}
+        state.record("health", f"health {row.overall}: {problems or 'all checks ok'}", level)
+
+
+@shared_task(name="health.tasks.token_check", ignore_result=True)
+def token_check() -> dict:
+    """Warn an hour before the broker session runs out, then refresh (or log in by TOTP)."""
+    from broker.factory import get_redis
+
+    session = _session_or_none()
+    if session is None:
+        return {"session": "not configured"}
+    expires_in = session.expires_in()
+    if expires_in is None:
+        return {"session": "not logged in"}
+    from django.conf import settings
+
+    warn = settings.SESSION_WARN_BEFORE_MINUTES * 60
+    if expires_in > warn:
+        return {"session": "ok", "expires_in": expires_in}
+    if _once_per_window(get_redis(), "session-warning", 3600):
+        state.record(
+            "session", f"broker session expires in {expires_in / 60:.0f} min; refreshing",
+            level="warning",
+        )
+    try:
+        session.refresh()
+    except Exception as exc:
+        state.record("session", f"session refresh failed: {exc}", level="error")
+        return {"session": "refresh failed", "error": str(exc)}
+    state.record("session", "broker session refreshed ahead of expiry")
+    return {"session": "refreshed", "expires_in": session.expires_in()}

@@ -1,0 +1,106 @@
+"""Kill switch and activity feed, for every process.
+
+The database row is the record (it survives restarts and says who and why); Redis holds
+a mirror so the order path can check it in one round trip right before each send. When
+the mirror is missing (Redis restarted) it is rebuilt from the database.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.db import transaction
+from django.utils import timezone
+
+from tradebot import keys
+from tradebot.models import Activity, BotState, KillSwitchEvent
+
+log = logging.getLogger(__name__)
+
+
+def bot_state() -> BotState:
+    state, _ = BotState.objects.get_or_create(pk=1)
+    return state
+
+
+def _redis():
+    from broker.factory import get_redis
+
+    return get_redis()
+
+
+def sync_kill_switch_mirror() -> bool:
+    """Copy the database's kill switch into Redis; returns the engaged flag."""
+    engaged = bot_state().kill_switch_engaged
+    _redis().set(keys.KILL_SWITCH, "1" if engaged else "0")
+    return engaged
+
+
+def is_kill_switch_engaged() -> bool:
+    """Fast check for the order path. Falls back to the database when Redis has no mirror.
+
+    Any doubt (Redis down and the database unreachable) raises: callers must not send.
+    """
+    try:
+        value = _redis().get(keys.KILL_SWITCH)
+    except Exception:  # Redis down: the database decides
+        log.warning("kill switch mirror unreadable in Redis; reading the database")
+        return bot_state().kill_switch_engaged
+    if value is None:
+        return sync_kill_switch_mirror()
+    return value == "1"
+
+
+def engage_kill_switch(by: str, reason: str) -> BotState:
+    with transaction.atomic():
+        state = BotState.objects.select_for_update().get_or_create(pk=1)[0]
+        state.kill_switch_engaged = True
+        state.kill_switch_by = by[:150]
+        state.kill_switch_reason = reason[:500]
+        state.kill_switch_at = timezone.now()
+        state.save()
+        KillSwitchEvent.objects.create(engaged=True, by=by[:150], reason=reason[:500])
+    try:
+        _redis().set(keys.KILL_SWITCH, "1")
+    except Exception:
+        log.error("kill switch engaged in the database but Redis is unreachable")
+    record("kill_switch", f"KILL SWITCH ENGAGED by {by}: {reason}", level="error")
+    _after_engage(state)
+    return state
+
+
+def _after_engage(state: BotState) -> None:
+    """Cancel open orders (and square off if configured) through the order tasks."""
+    try:
+        from orders import kill as order_kill
+    except ImportError:  # the orders app adds this hook
+        return
+    order_kill.on_kill_switch(square_off=state.square_off_on_kill)
+
+
+def release_kill_switch(by: str, reason: str) -> BotState:
+    """Releasing is deliberate: it needs a name and a reason, and it is recorded."""
+    if not reason.strip():
+        raise ValueError("releasing the kill switch needs a reason")
+    with transaction.atomic():
+        state = BotState.objects.select_for_update().get_or_create(pk=1)[0]
+        state.kill_switch_engaged = False
+        state.kill_switch_by = by[:150]
+        state.kill_switch_reason = reason[:500]
+        state.kill_switch_at = timezone.now()
+        state.save()
+        KillSwitchEvent.objects.create(engaged=False, by=by[:150], reason=reason[:500])
+    _redis().set(keys.KILL_SWITCH, "0")
+    record("kill_switch", f"kill switch released by {by}: {reason}", level="warning")
+    return state
+
+
+def record(component: str, message: str, level: str = "info", **data) -> None:
+    """Add a line to the activity feed and the log. Never raises: it must not break callers."""
+    getattr(log, "error" if level == "error" else level, log.info)("[%s] %s", component, message)
+    try:
+        Activity.objects.create(
+            component=component[:40], message=message[:1000], level=level, data=data
+        )
+    except Exception as exc:  # database locked or gone; the log line above still stands
+        log.warning("activity not recorded (%s): %s", exc.__class__.__name__, message)

@@ -23,11 +23,11 @@ def _once_per_window(redis_client, name: str, seconds: int) -> bool:
 
 def _session_or_none():
     try:
-        from broker.factory import build_session
+        from broker.factory import get_session
     except ImportError:
         return None
     try:
-        return build_session()
+        return get_session()
     except Exception as exc:
         log.warning("broker session unavailable for the health check: %s", exc)
         return None

@@ -8,6 +8,7 @@ mode it is left out. Once the feed has prices, the status summary is printed onc
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -27,16 +28,25 @@ def _manage(*args: str, env: dict[str, str]) -> None:
     subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, check=True)
 
 
+def _ready(status: dict) -> bool:
+    """Prices flow and every symbol has its history or is marked warming up."""
+    total = status.get("historical_candles_total") or 0
+    settled = status.get("historical_candles_loaded", 0) + status.get("symbols_warming_up", 0)
+    return bool(status.get("symbols_flowing")) and total > 0 and settled >= total
+
+
 def _print_status_when_ready(env: dict[str, str], stop: threading.Event) -> None:
-    """Wait for prices to flow, then print the bot_status summary once."""
+    """Wait until the bot is up, then print the bot_status summary once."""
     deadline = time.monotonic() + READY_TIMEOUT
     while not stop.is_set() and time.monotonic() < deadline:
         result = subprocess.run(
             [sys.executable, "manage.py", "bot_status", "--json"],
             cwd=ROOT, env=env, capture_output=True, text=True,
         )
-        if result.returncode == 0 and '"symbols_flowing": 0' not in result.stdout:
+        if result.returncode == 0 and _ready(json.loads(result.stdout)):
             break
+        if result.returncode != 0:
+            sys.stderr.write(f"bot_status failed: {result.stderr[-500:]}\n")
         stop.wait(3)
     if stop.is_set():
         return
@@ -46,8 +56,12 @@ def _print_status_when_ready(env: dict[str, str], stop: threading.Event) -> None
     )
     web = f"http://{env.get('WEB_HOST', '127.0.0.1')}:{env.get('WEB_PORT', '8000')}/admin/"
     flower = f"http://{env.get('FLOWER_HOST', '127.0.0.1')}:{env.get('FLOWER_PORT', '5555')}/"
-    banner = f"\n{summary.stdout}\n  admin                  {web}\n  flower                 {flower}\n"
-    sys.stdout.write(banner + "  Ctrl-C stops everything.\n\n")
+    sys.stdout.write(
+        f"\n{summary.stdout}\n"
+        f"  admin                  {web}\n"
+        f"  flower                 {flower}\n"
+        "  Ctrl-C stops everything.\n\n"
+    )
     sys.stdout.flush()
 
 

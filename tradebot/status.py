@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import time
 
-
 from django.apps import apps
 from django.conf import settings
 

@@ -1,0 +1,66 @@
+"""The kill switch: recorded in the database, mirrored in Redis, deliberate to release."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from tradebot import keys, state
+from tradebot.models import Activity, KillSwitchEvent
+
+pytestmark = pytest.mark.django_db
+
+
+def test_engaging_records_who_and_why_and_mirrors_to_redis(redis_client):
+    state.engage_kill_switch(by="asha", reason="broker outage")
+
+    current = state.bot_state()
+    assert current.kill_switch_engaged
+    assert (current.kill_switch_by, current.kill_switch_reason) == ("asha", "broker outage")
+    assert redis_client.get(keys.KILL_SWITCH) == "1"
+    assert KillSwitchEvent.objects.get().by == "asha"
+    assert Activity.objects.filter(component="kill_switch", level="error").exists()
+
+
+def test_it_survives_a_redis_restart_because_the_database_is_the_record(redis_client):
+    state.engage_kill_switch(by="asha", reason="test")
+    redis_client.flushall()  # what a Redis restart without persistence leaves
+
+    assert state.is_kill_switch_engaged()
+    assert redis_client.get(keys.KILL_SWITCH) == "1"
+
+
+def test_releasing_needs_a_reason(redis_client):
+    state.engage_kill_switch(by="asha", reason="test")
+
+    with pytest.raises(ValueError, match="needs a reason"):
+        state.release_kill_switch(by="asha", reason="  ")
+    assert state.is_kill_switch_engaged()
+
+
+def test_the_command_engages_and_releases(redis_client, capsys):
+    call_command("kill_switch", "engage", "--reason", "drill", "--by", "ops")
+    assert state.is_kill_switch_engaged()
+
+    with pytest.raises(CommandError, match="needs --reason"):
+        call_command("kill_switch", "release", "--by", "ops")
+    call_command("kill_switch", "release", "--reason", "drill over", "--by", "ops")
+
+    assert not state.is_kill_switch_engaged()
+    assert KillSwitchEvent.objects.count() == 2
+
+
+def test_the_admin_button_engages_it(redis_client, admin_client):
+    response = admin_client.post("/admin/tradebot/botstate/kill/", {"reason": "panic"})
+
+    assert response.status_code == 302
+    assert state.is_kill_switch_engaged()
+    assert state.bot_state().kill_switch_by == "admin"
+
+
+def test_the_admin_shows_the_kill_switch_page(redis_client, admin_client):
+    response = admin_client.get("/admin/tradebot/botstate/", follow=True)
+
+    assert response.status_code == 200
+    assert b"ENGAGE KILL SWITCH" in response.content

@@ -1,0 +1,74 @@
+"""Settings come from the environment and fail loudly, naming the variable."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tradebot import env
+from tradebot.logging import mask_text
+
+
+def test_it_reads_a_secret_from_a_file(tmp_path, monkeypatch):
+    secret = tmp_path / "pin"
+    secret.write_text("4321\n")
+    monkeypatch.setenv("ANGEL_PIN_FILE", str(secret))
+
+    assert env.env_str("ANGEL_PIN") == "4321"
+
+
+def test_it_names_the_variable_when_a_number_is_malformed(monkeypatch):
+    monkeypatch.setenv("FEED_MODE", "two")
+
+    with pytest.raises(env.ConfigError, match="FEED_MODE='two' is not a whole number"):
+        env.env_int("FEED_MODE", 2)
+
+
+def test_it_rejects_a_yes_no_value_it_cannot_read(monkeypatch):
+    monkeypatch.setenv("MARKET_ALWAYS_OPEN", "maybe")
+
+    with pytest.raises(env.ConfigError, match="MARKET_ALWAYS_OPEN"):
+        env.env_bool("MARKET_ALWAYS_OPEN", True)
+
+
+def test_it_refuses_an_unknown_trading_mode():
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        env={**os.environ, "TRADEBOT_MODE": "yolo"},
+        capture_output=True, text=True,
+    )
+
+    assert result.returncode != 0
+    assert "TRADEBOT_MODE='yolo' must be one of paper, live" in result.stderr
+
+
+def test_live_mode_requires_a_django_secret_key():
+    environment = {k: v for k, v in os.environ.items() if k != "DJANGO_SECRET_KEY"}
+    environment["TRADEBOT_MODE"] = "live"
+
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"], env=environment, capture_output=True, text=True
+    )
+
+    assert "DJANGO_SECRET_KEY is not set (required in live mode)" in result.stderr
+
+
+def test_it_masks_jwts_and_keyed_secrets_in_log_text():
+    line = (
+        'login ok jwt=eyJhbGciOi.eyJzdWIiOiJ4In0.c2lnbmF0dXJl '
+        '{"password": "1234", "totp": "123456"} Authorization: Bearer abc.def'
+    )
+
+    masked = mask_text(line)
+
+    assert "eyJ" not in masked
+    assert "1234" not in masked and "123456" not in masked
+    assert "abc.def" not in masked
+
+
+def test_mask_shows_only_the_tail_of_a_secret():
+    assert env.mask("paper-api-key") == "****ey (13 chars)"
+    assert env.mask(None) == "(unset)"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import struct
+from functools import partial
 from typing import NamedTuple
 
 MODE_LTP = 1
@@ -180,15 +181,15 @@ def _token(raw: bytes) -> str:
 _new = tuple.__new__
 _unpack_ltp = LTP_STRUCT.unpack
 _unpack_quote = QUOTE_STRUCT.unpack
-_unpack_snap = SNAP_STRUCT.unpack
-_unpack_depth = DEPTH_STRUCT.unpack
 _cached_token = _token_cache.get
-
-
-def _book(values: tuple, start: int, count: int, step: int) -> tuple:
-    """``count`` levels of (quantity, price, orders) starting at ``start``, ``step`` apart."""
-    stop = start + count * step
-    return tuple([_new(BookLevel, values[i : i + 3]) for i in range(start, stop, step)])
+# SnapQuote without its book and circuit tail; the book records read with their leading
+# buy/sell flag skipped ("2x"); Depth-20 header and its 10-byte levels.
+_unpack_snap_head = struct.Struct(_HEADER + "q" + "qqqddqqqq" + "qqd").unpack_from
+_unpack_snap_tail = struct.Struct("<qqqq").unpack_from
+_iter_book5 = struct.Struct("<2xqqh").iter_unpack
+_unpack_depth_head = struct.Struct(_HEADER).unpack_from
+_iter_book20 = struct.Struct("<iih").iter_unpack
+_level = partial(_new, BookLevel)
 
 
 def _decode_checked(frame: bytes) -> Tick:
@@ -208,32 +209,37 @@ def _decode_checked(frame: bytes) -> Tick:
         v = _unpack_quote(frame)
         return _new(QuoteTick, (v[0], v[1], _token(v[2])) + v[3:])
     if mode == MODE_SNAP_QUOTE:
-        v = _unpack_snap(frame)
-        # Records 0-4 are bids and 5-9 asks by position (as the Java and JS SDKs read
-        # them); each record starts with a buy/sell flag that is skipped.
-        bids = _book(v, 19, 5, 4)
-        asks = _book(v, 39, 5, 4)
-        return _new(
-            SnapQuoteTick, (v[0], v[1], _token(v[2])) + v[3:18] + (bids, asks) + v[58:62]
-        )
-    v = _unpack_depth(frame)
-    return _new(
-        Depth20Tick,
-        (v[0], v[1], _token(v[2]), v[3], v[4], _book(v, 5, 20, 3), _book(v, 65, 20, 3)),
-    )
+        v = _unpack_snap_head(frame)
+        # Records 0-4 (offset 147) are bids and 5-9 (offset 247) asks, by position, as
+        # the Java and JS SDKs read them.
+        bids = tuple(map(_level, _iter_book5(frame[147:247])))
+        asks = tuple(map(_level, _iter_book5(frame[247:347])))
+        head = (v[0], v[1], _token(v[2])) + v[3:]
+        return _new(SnapQuoteTick, head + (bids, asks) + _unpack_snap_tail(frame, 347))
+    v = _unpack_depth_head(frame)
+    bids = tuple(map(_level, _iter_book20(frame[43:243])))
+    asks = tuple(map(_level, _iter_book20(frame[243:443])))
+    return _new(Depth20Tick, (v[0], v[1], _token(v[2]), v[3], v[4], bids, asks))
 
 
 def decode(frame: bytes) -> Tick:
     """Decode one binary packet, raising ``FrameError`` for anything malformed.
 
-    LTP frames with a token seen before take a short path: one length and mode check,
-    one unpack, one cache hit. Everything else goes through ``_decode_checked``.
+    LTP and Quote frames with a token seen before take a short path: one length and
+    mode check, one unpack, one cache hit. Everything else goes through
+    ``_decode_checked``.
     """
-    if len(frame) == LTP_SIZE and frame[0] == MODE_LTP:
+    size = len(frame)
+    if size == LTP_SIZE and frame[0] == MODE_LTP:
         v = _unpack_ltp(frame)
         token = _cached_token(v[2])
         if token is not None:
             return _new(LtpTick, (MODE_LTP, v[1], token, v[3], v[4], v[5]))
+    elif size == QUOTE_SIZE and frame[0] == MODE_QUOTE:
+        v = _unpack_quote(frame)
+        token = _cached_token(v[2])
+        if token is not None:
+            return _new(QuoteTick, (MODE_QUOTE, v[1], token) + v[3:])
     return _decode_checked(frame)
 
 
@@ -244,18 +250,12 @@ def _token_bytes(token: str) -> bytes:
     return raw
 
 
-def encode_ltp(
-    exchange_type: int, token: str, sequence: int, ts_ms: int, ltp_paise: int
-) -> bytes:
-    return LTP_STRUCT.pack(
-        MODE_LTP, exchange_type, _token_bytes(token), sequence, ts_ms, ltp_paise
-    )
+def encode_ltp(exchange_type: int, token: str, sequence: int, ts_ms: int, ltp_paise: int) -> bytes:
+    return LTP_STRUCT.pack(MODE_LTP, exchange_type, _token_bytes(token), sequence, ts_ms, ltp_paise)
 
 
 def encode_quote(tick: QuoteTick) -> bytes:
-    return QUOTE_STRUCT.pack(
-        MODE_QUOTE, tick.exchange_type, _token_bytes(tick.token), *tick[3:]
-    )
+    return QUOTE_STRUCT.pack(MODE_QUOTE, tick.exchange_type, _token_bytes(tick.token), *tick[3:])
 
 
 def _flat_book5(bids: tuple, asks: tuple) -> list:

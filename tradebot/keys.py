@@ -19,6 +19,7 @@ SESSION = PREFIX + "session:{client_code}"  # hash of jwt, refresh, feed token, 
 SESSION_LOCK = PREFIX + "session:{client_code}:lock"
 
 # Rate limiter
+# broker.limiter keeps one sorted set per endpoint (window="log") and a "seq" counter.
 LIMIT = PREFIX + "limit:{endpoint}:{window}"
 
 # Bot state

@@ -199,6 +199,12 @@ ANGEL_PIN = env_optional("ANGEL_PIN") or _defaults["pin"]
 ANGEL_API_KEY = env_optional("ANGEL_API_KEY") or _defaults["api_key"]
 ANGEL_TOTP_SECRET = env_optional("ANGEL_TOTP_SECRET") or _defaults["totp"]
 ANGEL_HTTP_TIMEOUT = env_float("ANGEL_HTTP_TIMEOUT", 7.0)
+# Sent in the X-Client* headers. Under the SEBI retail-algo rules orders must come from
+# the static IP registered with Angel: set ANGEL_CLIENT_PUBLIC_IP to it in live mode.
+ANGEL_CLIENT_LOCAL_IP = env_str("ANGEL_CLIENT_LOCAL_IP", "127.0.0.1")
+ANGEL_CLIENT_PUBLIC_IP = env_str("ANGEL_CLIENT_PUBLIC_IP", "127.0.0.1")
+ANGEL_MAC_ADDRESS = env_optional("ANGEL_MAC_ADDRESS")
+SCRIP_MASTER_CACHE_DIR = VAR_DIR / "cache"
 ANGEL_SCRIP_MASTER_URL = env_str(
     "ANGEL_SCRIP_MASTER_URL",
     _sim_root + "/OpenAPI_File/files/OpenAPIScripMaster.json"

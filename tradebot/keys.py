@@ -25,5 +25,7 @@ LIMIT = PREFIX + "limit:{endpoint}:{window}"
 # Bot state
 KILL_SWITCH = PREFIX + "kill"  # "1" when engaged; the database row is the record
 ENGINE_STATE = PREFIX + "engine:state"
+CANDLES = PREFIX + "candles:{interval}:{key}"  # recent closed candles per instrument
+RISK_ORDERS = PREFIX + "risk:orders"  # orders-per-minute window of the risk gate
 BOOTSTRAP_STATE = PREFIX + "bootstrap:state"
 HEALTH_LAST = PREFIX + "health:last"

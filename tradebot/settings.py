@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 from pathlib import Path
 
@@ -111,8 +112,9 @@ else:
                 "transaction_mode": "IMMEDIATE",
                 "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
             },
-            # A file, not memory, so that processes started by the tests share it.
-            "TEST": {"NAME": str(VAR_DIR / "test.sqlite3")},
+            # A file, not memory, so that processes started by the tests share it;
+            # one per test run, so two runs on one machine never share a database.
+            "TEST": {"NAME": str(VAR_DIR / f"test-{os.getpid()}.sqlite3")},
         }
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -229,6 +231,20 @@ CANDLE_INTERVAL = env_str("CANDLE_INTERVAL", "ONE_MINUTE")
 BOOTSTRAP_CANDLES = env_int("BOOTSTRAP_CANDLES", 200)
 ORDER_DEADLINE_SECONDS = env_int("ORDER_DEADLINE_SECONDS", 30)
 ORDER_QUANTITY = env_int("ORDER_QUANTITY", 1)
+CANDLE_EXTRA_INTERVALS = tuple(env_list("CANDLE_EXTRA_INTERVALS"))  # e.g. FIVE_MINUTE
+CANDLE_GRACE_SECONDS = env_float("CANDLE_GRACE_SECONDS", 2.0)
+CANDLE_SILENCE_SECONDS = env_float("CANDLE_SILENCE_SECONDS", 30.0)
+CANDLE_REPAIR_HOLD_SECONDS = env_float("CANDLE_REPAIR_HOLD_SECONDS", 90.0)
+BACKFILL_RETRY_SECONDS = env_float("BACKFILL_RETRY_SECONDS", 30.0)
+REBOOTSTRAP_AFTER_OUTAGE_SECONDS = env_float("REBOOTSTRAP_AFTER_OUTAGE_SECONDS", 300.0)
+# Risk gate: every refusal is written to the activity feed with its reason.
+RISK_ENTRY_CUTOFF_MINUTES = env_int("RISK_ENTRY_CUTOFF_MINUTES", 15)
+RISK_SQUARE_OFF_TIME = env_str("RISK_SQUARE_OFF_TIME", "15:20")
+RISK_MAX_POSITION_QTY = env_int("RISK_MAX_POSITION_QTY", 1000)
+RISK_MAX_POSITION_VALUE = env_float("RISK_MAX_POSITION_VALUE", 200_000.0)  # rupees
+RISK_MAX_ORDER_VALUE = env_float("RISK_MAX_ORDER_VALUE", 100_000.0)  # rupees
+RISK_MAX_ORDERS_PER_MINUTE = env_int("RISK_MAX_ORDERS_PER_MINUTE", 20)
+RISK_DAILY_LOSS_LIMIT = env_float("RISK_DAILY_LOSS_LIMIT", 5_000.0)  # rupees
 
 # --- web ----------------------------------------------------------------------------
 WEB_HOST = env_str("WEB_HOST", "127.0.0.1")

@@ -53,6 +53,14 @@ def _bootstrap(redis_client) -> dict:
     }
 
 
+def _engine(redis_client) -> dict:
+    state = redis_client.hgetall(keys.ENGINE_STATE)
+    return {
+        "engine": state.get("state", "NOT RUNNING"),
+        "candles_held_back": int(state.get("held_candles") or 0),
+    }
+
+
 def _session(redis_client) -> dict:
     key = keys.SESSION.format(client_code=settings.ANGEL_CLIENT_CODE or "")
     session = redis_client.hgetall(key)
@@ -91,7 +99,7 @@ def collect_status() -> dict:
     except Exception as exc:
         redis_client = None
         status["redis"] = f"down ({exc.__class__.__name__})"
-    for part in (_feed, _bootstrap, _session):
+    for part in (_feed, _bootstrap, _engine, _session):
         try:
             status.update(part(redis_client) if redis_client else {})
         except Exception as exc:
@@ -137,6 +145,7 @@ def format_status(status: dict) -> str:
     lines = [
         f"tradebot {status['mode'].upper()} mode          {status['at']}",
         f"  WebSocket              {status['websocket']}",
+        f"  strategy engine        {status.get('engine', 'UNKNOWN')}",
         f"  symbols with prices    {status['symbols_flowing']}/{status['symbols_subscribed']}",
         "  historical candles     "
         f"{status['historical_candles_loaded']}/{boot_total or 0} loaded, "

@@ -44,6 +44,7 @@ def free_port() -> int:
 class EmbeddedRedis:
     def __init__(self, data_dir: Path, port: int = 0, persist: bool = False) -> None:
         self.data_dir = Path(data_dir)
+        self._auto_port = not port
         self.port = port or free_port()
         self.persist = persist
         self.process: subprocess.Popen | None = None
@@ -69,6 +70,17 @@ class EmbeddedRedis:
         return args
 
     def start(self, timeout: float = 10.0) -> EmbeddedRedis:
+        """Start and wait until *this* server answers. When the port was picked here and
+        another process took it first, try again on a new one."""
+        for _attempt in range(5):
+            if self._start_once(timeout):
+                return self
+            if not self._auto_port:
+                break
+            self.port = free_port()
+        raise RedisStartError(f"redis-server could not listen on port {self.port}")
+
+    def _start_once(self, timeout: float) -> bool:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.data_dir / f"redis-{self.port}.log"
         with open(log_path, "ab") as log_file:
@@ -78,16 +90,23 @@ class EmbeddedRedis:
             )
         deadline = time.monotonic() + timeout
         client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=1)
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RedisStartError(
-                    f"redis-server exited with {self.process.returncode}; see {log_path}"
-                )
-            try:
-                if client.ping():
-                    return self
-            except redis.ConnectionError:
+        try:
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    if "Address already in use" in log_path.read_text(errors="replace"):
+                        return False
+                    raise RedisStartError(
+                        f"redis-server exited with {self.process.returncode}; see {log_path}"
+                    )
+                try:
+                    # Someone else's server may answer on this port: check it is ours.
+                    if client.info("server")["process_id"] == self.process.pid:
+                        return True
+                except redis.ConnectionError:
+                    pass
                 time.sleep(0.02)
+        finally:
+            client.close()
         self.stop()
         raise RedisStartError(f"redis-server did not answer on port {self.port}")
 

@@ -64,3 +64,13 @@ def test_the_admin_shows_the_kill_switch_page(redis_client, admin_client):
 
     assert response.status_code == 200
     assert b"ENGAGE KILL SWITCH" in response.content
+
+
+def test_the_admin_can_stop_the_feed_through_redis(redis_client, admin_client):
+    from tradebot import keys
+
+    response = admin_client.post("/admin/tradebot/botstate/feed/", {"command": "stop"})
+
+    assert response.status_code == 302
+    command = redis_client.xrange(keys.FEED_COMMANDS)[-1][1]
+    assert (command["cmd"], command["by"]) == ("stop", "admin")

@@ -53,7 +53,19 @@ class BotStateAdmin(admin.ModelAdmin):
         return [
             path("kill/", self.admin_site.admin_view(self.kill), name="tradebot_kill"),
             path("release/", self.admin_site.admin_view(self.release), name="tradebot_release"),
+            path("feed/", self.admin_site.admin_view(self.feed), name="tradebot_feed"),
         ] + super().get_urls()
+
+    def feed(self, request: HttpRequest):
+        """Reconnect, resubscribe or stop the running feed worker, through Redis."""
+        from feeds.control import COMMANDS, send_command
+
+        command = request.POST.get("command", "")
+        if request.method == "POST" and command in COMMANDS:
+            send_command(command, by=request.user.get_username())
+            state.record("feed", f"feed {command} requested by {request.user.get_username()}")
+            self.message_user(request, f"Feed asked to {command}.", messages.INFO)
+        return HttpResponseRedirect(reverse("admin:tradebot_botstate_changelist"))
 
     def kill(self, request: HttpRequest):
         if request.method == "POST":

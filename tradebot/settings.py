@@ -225,6 +225,17 @@ MARKET_ALWAYS_OPEN = env_bool("MARKET_ALWAYS_OPEN", PAPER)
 FEED_MODE = env_int("FEED_MODE", 2)  # 1 LTP, 2 Quote, 3 SnapQuote
 FEED_WATCHDOG_SECONDS = env_float("FEED_WATCHDOG_SECONDS", 15.0)
 FEED_STREAM_MAXLEN = env_int("FEED_STREAM_MAXLEN", 500_000)
+FEED_CONNECTIONS = env_int("FEED_CONNECTIONS", 1)  # Angel allows 3 per client code
+FEED_QUIET_SECONDS = env_float("FEED_QUIET_SECONDS", 60.0)  # one instrument silent: resubscribe
+FEED_PING_SECONDS = env_float("FEED_PING_SECONDS", 10.0)
+FEED_PONG_TIMEOUT_SECONDS = env_float("FEED_PONG_TIMEOUT_SECONDS", 5.0)
+FEED_CONNECT_TIMEOUT_SECONDS = env_float("FEED_CONNECT_TIMEOUT_SECONDS", 5.0)
+FEED_BACKOFF_CAP_SECONDS = env_float("FEED_BACKOFF_CAP_SECONDS", 30.0)
+FEED_HEALTHY_SECONDS = env_float("FEED_HEALTHY_SECONDS", 30.0)  # then the attempt count resets
+FEED_BUFFER_MAX = env_int("FEED_BUFFER_MAX", 200_000)  # ticks held while Redis is away
+FEED_WATCHLIST_POLL_SECONDS = env_float("FEED_WATCHLIST_POLL_SECONDS", 30.0)
+FEED_STOP_ON_KILL_SWITCH = env_bool("FEED_STOP_ON_KILL_SWITCH", False)
+FEED_SWITCH_INTERVAL = env_float("FEED_SWITCH_INTERVAL", 0.0005)
 
 # --- strategy and risk --------------------------------------------------------------
 CANDLE_INTERVAL = env_str("CANDLE_INTERVAL", "ONE_MINUTE")
@@ -271,6 +282,7 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {
         "django.server": {"level": "WARNING"},
-        "websocket": {"level": "WARNING"},
+        # The feed logs every disconnect itself, with the attempt count and the wait.
+        "websocket": {"level": "CRITICAL"},
     },
 }

@@ -1,0 +1,41 @@
+"""Ticks in Redis: the stream entry of the contract, the last-price hash, trimming."""
+
+from __future__ import annotations
+
+from feeds.testing import wait_for
+from feeds.worker import redis_client as fast_redis
+from feeds.writer import TickEntry, TickWriter
+from tradebot import keys
+
+
+def test_each_tick_becomes_one_stream_entry_with_numeric_fields(redis_client):
+    writer = TickWriter(fast_redis).start()
+
+    writer.put(TickEntry(1, "3045", 80515, 1_767_000_000_123, 41, 1200, 15, 1_767_000_000_130))
+    writer.put(TickEntry(1, "3045", 80520, 1_767_000_000_456, 42, None, None, 1_767_000_000_460))
+    wait_for(lambda: writer.written == 2, 3, "two ticks written")
+    writer.stop()
+
+    entries = [fields for _id, fields in redis_client.xrange(keys.TICKS_STREAM.format(
+        exchange_type=1))]
+    assert entries == [
+        {"tk": "3045", "ex": "1", "ltp": "80515", "ts": "1767000000123", "seq": "41",
+         "vol": "1200", "ltq": "15", "rx": "1767000000130"},
+        {"tk": "3045", "ex": "1", "ltp": "80520", "ts": "1767000000456", "seq": "42",
+         "rx": "1767000000460"},
+    ]
+    assert redis_client.hget(keys.LAST_PRICE, "1:3045") == "80520"
+    assert redis_client.hget(keys.LAST_TICK_AT, "1:3045") == "1767000000456"
+
+
+def test_the_stream_is_trimmed_near_maxlen(redis_client):
+    writer = TickWriter(fast_redis, maxlen=1000).start()
+
+    for n in range(5000):
+        writer.put(TickEntry(2, "35001", 100 + n, n, n, 1, 1, n))
+    wait_for(lambda: writer.written == 5000, 5, "5000 ticks written")
+    writer.stop()
+
+    length = redis_client.xlen(keys.TICKS_STREAM.format(exchange_type=2))
+    assert 1000 <= length < 1300  # MAXLEN ~ trims whole nodes only
+    assert redis_client.hget(keys.LAST_PRICE, "2:35001") == str(100 + 4999)

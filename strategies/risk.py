@@ -237,7 +237,10 @@ def _compute_day_pnl() -> int:
 
     midnight = datetime.now(IST).replace(hour=0, minute=0, second=0, microsecond=0)
     books: dict[int, list] = {}
-    fills = Fill.objects.filter(filled_at__gte=midnight).select_related("order__instrument")
+    # An order adopted from the broker may name an instrument we do not know.
+    fills = Fill.objects.filter(
+        filled_at__gte=midnight, order__instrument__isnull=False
+    ).select_related("order__instrument")
     for fill in fills:
         instrument = fill.order.instrument
         book = books.setdefault(instrument.pk, [instrument, 0, 0])

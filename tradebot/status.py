@@ -78,10 +78,7 @@ def _orders_today() -> int | None:
     if order is None:
         return None
     start = now_ist().replace(hour=0, minute=0, second=0, microsecond=0)
-    field = "created_at" if hasattr(order, "created_at") else None
-    if field is None:
-        return order.objects.count()
-    return order.objects.filter(created_at__gte=start).count()
+    return order.objects.filter(placed_at__gte=start).count()
 
 
 def collect_status() -> dict:

@@ -72,3 +72,10 @@ def test_it_masks_jwts_and_keyed_secrets_in_log_text():
 def test_mask_shows_only_the_tail_of_a_secret():
     assert env.mask("paper-api-key") == "****ey (13 chars)"
     assert env.mask(None) == "(unset)"
+
+
+def test_a_route_name_in_a_log_line_is_not_mistaken_for_a_password():
+    assert mask_text("loginByPassword: could not connect") == (
+        "loginByPassword: could not connect"
+    )
+    assert "abc123" not in mask_text('{"refreshToken": "abc123"}')

@@ -12,7 +12,8 @@ IST = ZoneInfo("Asia/Kolkata")
 # A JWT, or a value following a secret-looking key.
 _JWT = re.compile(r"eyJ[\w-]+\.[\w-]+\.[\w-]+")
 _KEYED = re.compile(
-    r"(?i)((?:jwt|token|password|pin|totp|secret|api[_-]?key|authorization)"
+    # (not the route name loginByPassword, which log lines carry as a prefix)
+    r"(?i)((?<!loginBy)(?:jwt|token|password|pin|totp|secret|api[_-]?key|authorization)"
     r"[\"']?\s*[:=]\s*[\"']?(?:Bearer\s+)?)([^\s\"',}]+)"
 )
 

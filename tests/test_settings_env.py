@@ -79,3 +79,24 @@ def test_a_route_name_in_a_log_line_is_not_mistaken_for_a_password():
         "loginByPassword: could not connect"
     )
     assert "abc123" not in mask_text('{"refreshToken": "abc123"}')
+
+
+def _database_settings(url: str) -> subprocess.CompletedProcess:
+    code = "from django.conf import settings; print(settings.DATABASES['default']['ENGINE'])"
+    return subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", code],
+        env={**os.environ, "DATABASE_URL": url}, capture_output=True, text=True,
+    )
+
+
+def test_database_url_switches_to_postgresql():
+    result = _database_settings("postgres://bot:secret@127.0.0.1:5432/tradebot")
+
+    assert result.stdout.strip().splitlines()[-1] == "django.db.backends.postgresql", result.stderr
+
+
+def test_a_malformed_database_url_is_named():
+    result = _database_settings("nosuchdb://what")
+
+    assert result.returncode != 0
+    assert "DATABASE_URL cannot be parsed" in result.stderr

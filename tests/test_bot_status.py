@@ -1,0 +1,67 @@
+"""`manage.py bot_status`: the start-up summary, and the same facts as one JSON object."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from django.core.management import call_command
+
+from tradebot import keys
+
+pytestmark = pytest.mark.django_db
+
+REQUIRED = ("websocket", "symbols_subscribed", "symbols_flowing", "historical_candles_loaded",
+            "token_age_seconds", "kill_switch", "orders_today", "health")
+
+
+def _running_bot(redis_client) -> None:
+    now = time.time()
+    redis_client.hset(keys.FEED_STATE, mapping={
+        "state": "CONNECTED", "subscribed": 50, "flowing": 48, "last_tick_at": now,
+        "updated_at": now, "reconnects_today": 2,
+    })
+    redis_client.hset(keys.BOOTSTRAP_STATE, mapping={"loaded": 37, "warming_up": 13,
+                                                     "total": 50})
+    redis_client.hset(keys.SESSION.format(client_code="S0001"), mapping={
+        "issued_at": now - 3725, "expires_at": now + 3600})
+
+
+def test_json_has_every_key_the_dashboard_needs(redis_client, capsys):
+    _running_bot(redis_client)
+
+    call_command("bot_status", "--json")
+
+    status = json.loads(capsys.readouterr().out)
+    assert set(REQUIRED) <= set(status)
+    assert (status["websocket"], status["symbols_flowing"]) == ("CONNECTED", 48)
+    assert status["historical_candles_loaded"] == 37
+    assert 3724 <= status["token_age_seconds"] <= 3727
+    assert status["kill_switch"] == "off"
+
+
+def test_the_summary_reads_like_a_terminal(redis_client, capsys):
+    _running_bot(redis_client)
+
+    call_command("bot_status")
+
+    out = capsys.readouterr().out
+    assert "historical candles     37/50 loaded, 13 warming up" in out
+    assert "symbols with prices    48/50" in out
+    assert "session token age      1h 02m 05s" in out
+
+
+def test_it_still_prints_when_redis_is_down(settings, capsys):
+    from broker import factory
+
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    factory.reset()
+    try:
+        call_command("bot_status", "--json")
+    finally:
+        factory.reset()
+
+    status = json.loads(capsys.readouterr().out)
+    assert status["redis"].startswith("down")
+    assert status["websocket"] == "UNKNOWN"

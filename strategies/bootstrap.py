@@ -34,6 +34,7 @@ from broker.errors import (
     SessionExpiredError,
     TransientError,
 )
+from broker.rest import CANDLE_INTERVAL_DAYS
 from strategies.candles import (
     INTERVAL_MINUTES,
     ClosedCandle,
@@ -55,16 +56,7 @@ from tradebot.market_hours import (
 log = logging.getLogger(__name__)
 
 # Calendar days one getCandleData request may span (smartapi.md §1.8).
-DAY_CAPS = {
-    "ONE_MINUTE": 30,
-    "THREE_MINUTE": 60,
-    "FIVE_MINUTE": 100,
-    "TEN_MINUTE": 100,
-    "FIFTEEN_MINUTE": 200,
-    "THIRTY_MINUTE": 200,
-    "ONE_HOUR": 400,
-    "ONE_DAY": 2000,
-}
+DAY_CAPS = CANDLE_INTERVAL_DAYS
 SESSION_MINUTES = 375
 
 LOADING = "loading"

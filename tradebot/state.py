@@ -51,46 +51,40 @@ def is_kill_switch_engaged() -> bool:
     return value == "1"
 
 
-def engage_kill_switch(by: str, reason: str) -> BotState:
+def _set_kill_switch(engaged: bool, by: str, reason: str) -> BotState:
+    """Write the record (row and event) in one transaction, then the Redis mirror."""
     with transaction.atomic():
         state = BotState.objects.select_for_update().get_or_create(pk=1)[0]
-        state.kill_switch_engaged = True
+        state.kill_switch_engaged = engaged
         state.kill_switch_by = by[:150]
         state.kill_switch_reason = reason[:500]
         state.kill_switch_at = timezone.now()
         state.save()
-        KillSwitchEvent.objects.create(engaged=True, by=by[:150], reason=reason[:500])
+        KillSwitchEvent.objects.create(engaged=engaged, by=by[:150], reason=reason[:500])
     try:
-        _redis().set(keys.KILL_SWITCH, "1")
+        _redis().set(keys.KILL_SWITCH, "1" if engaged else "0")
     except Exception:
-        log.error("kill switch engaged in the database but Redis is unreachable")
-    record("kill_switch", f"KILL SWITCH ENGAGED by {by}: {reason}", level="error")
-    _after_engage(state)
+        # Readers fall back to the database when the mirror is unreadable, and the
+        # mirror is rebuilt from the row when Redis comes back empty.
+        log.error("kill switch saved in the database but Redis is unreachable")
     return state
 
 
-def _after_engage(state: BotState) -> None:
-    """Cancel open orders (and square off if configured) through the order tasks."""
-    try:
-        from orders import kill as order_kill
-    except ImportError:  # the orders app adds this hook
-        return
+def engage_kill_switch(by: str, reason: str) -> BotState:
+    """Block new orders at once, then cancel open ones (and square off if configured)."""
+    from orders import kill as order_kill
+
+    state = _set_kill_switch(True, by, reason)
+    record("kill_switch", f"KILL SWITCH ENGAGED by {by}: {reason}", level="error")
     order_kill.on_kill_switch(square_off=state.square_off_on_kill)
+    return state
 
 
 def release_kill_switch(by: str, reason: str) -> BotState:
     """Releasing is deliberate: it needs a name and a reason, and it is recorded."""
     if not reason.strip():
         raise ValueError("releasing the kill switch needs a reason")
-    with transaction.atomic():
-        state = BotState.objects.select_for_update().get_or_create(pk=1)[0]
-        state.kill_switch_engaged = False
-        state.kill_switch_by = by[:150]
-        state.kill_switch_reason = reason[:500]
-        state.kill_switch_at = timezone.now()
-        state.save()
-        KillSwitchEvent.objects.create(engaged=False, by=by[:150], reason=reason[:500])
-    _redis().set(keys.KILL_SWITCH, "0")
+    state = _set_kill_switch(False, by, reason)
     record("kill_switch", f"kill switch released by {by}: {reason}", level="warning")
     return state
 

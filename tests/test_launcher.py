@@ -60,9 +60,9 @@ def test_the_stack_starts_prints_its_summary_and_stops_on_ctrl_c(tmp_path):
         assert "WebSocket              CONNECTED" in output
         assert "historical candles     50/50 loaded" in output
 
+        # A second shell finds the embedded Redis without being told where it is.
         status = subprocess.run(
-            [sys.executable, "manage.py", "bot_status", "--json"], cwd=ROOT,
-            env={**env, "REDIS_URL": output.split("embedded Redis on ")[1].split()[0]},
+            [sys.executable, "manage.py", "bot_status", "--json"], cwd=ROOT, env=env,
             capture_output=True, text=True, check=True,
         )
         assert json.loads(status.stdout)["symbols_flowing"] > 0
@@ -79,3 +79,4 @@ def test_the_stack_starts_prints_its_summary_and_stops_on_ctrl_c(tmp_path):
     for pid in leftovers:
         os.kill(pid, signal.SIGKILL)
     assert leftovers == [], f"orphans after Ctrl-C: {leftovers}"
+    assert not (tmp_path / "var" / "redis" / "url").exists()

@@ -129,7 +129,19 @@ STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
 
 # --- redis and celery ---------------------------------------------------------------
-REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
+# The launcher (`make run`) writes the address of the Redis it started to this file, so
+# commands run from another shell (bot_status, kill_switch, chaos) find the same one.
+EMBEDDED_REDIS_URL_FILE = VAR_DIR / "redis" / "url"
+
+
+def _embedded_redis_url() -> str | None:
+    try:
+        return EMBEDDED_REDIS_URL_FILE.read_text().strip() or None
+    except OSError:
+        return None
+
+
+REDIS_URL = env_optional("REDIS_URL") or _embedded_redis_url() or "redis://127.0.0.1:6379/0"
 
 CELERY_BROKER_URL = REDIS_URL
 CELERY_RESULT_BACKEND = None

@@ -82,6 +82,8 @@ def main() -> int:
         port = int(env.get("EMBEDDED_REDIS_PORT", "0")) or free_port()
         redis_server = EmbeddedRedis(var_dir / "redis", port=port, persist=True).start()
         env["REDIS_URL"] = redis_server.url
+        url_file = var_dir / "redis" / "url"
+        url_file.write_text(redis_server.url + "\n")
         print(f"embedded Redis on {redis_server.url} (data in {var_dir / 'redis'})")
 
     try:
@@ -104,6 +106,7 @@ def main() -> int:
     finally:
         if redis_server is not None:
             redis_server.stop()
+            (var_dir / "redis" / "url").unlink(missing_ok=True)
 
 
 if __name__ == "__main__":

@@ -38,33 +38,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import django_with_private_redis, percentile  # noqa: E402
+
 RESULTS = ROOT / "bench" / "results" / "orders.json"
 
 
-def percentile(values: list[float], pct: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(pct / 100 * (len(ordered) - 1))))
-    return ordered[index]
-
-
 def setup(work: Path):
-    from tradebot.embedded_redis import EmbeddedRedis
+    redis_server = django_with_private_redis(work)
 
-    redis_server = EmbeddedRedis(work / "redis").start()
-    os.environ.update(
-        REDIS_URL=redis_server.url,
-        TRADEBOT_VAR_DIR=str(work),
-        TRADEBOT_SQLITE_PATH=str(work / "bench.sqlite3"),
-        DJANGO_SETTINGS_MODULE="tradebot.settings",
-        LOG_LEVEL="WARNING",
-    )
-    import django
-
-    django.setup()
     from django.conf import settings
-    from django.core.management import call_command
 
-    call_command("migrate", verbosity=0)
     # The simulator in a process of its own, so that it never competes with this
     # process (which creates the signals) for the GIL.
     from orders.testing import wait_until

@@ -43,6 +43,17 @@ def redis_client(redis_server):
     client.close()
 
 
+@pytest.fixture
+def redis_url(redis_server) -> str:
+    return redis_server.url
+
+
+@pytest.fixture
+def connection(redis_client):
+    """The flushed session Redis, under the name the broker tests use."""
+    return redis_client
+
+
 def _reset_cached_redis() -> None:
     try:
         from broker import factory

@@ -16,21 +16,6 @@ from tradebot import keys
 from tradebot.embedded_redis import EmbeddedRedis, free_port
 
 
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory):
-    server = EmbeddedRedis(tmp_path_factory.mktemp("limiter-redis")).start()
-    yield server.url
-    server.stop()
-
-
-@pytest.fixture
-def connection(redis_url):
-    client = redis.Redis.from_url(redis_url, decode_responses=True)
-    client.flushall()
-    yield client
-    client.close()
-
-
 def _hammer(url: str, windows: tuple, seconds: float, results) -> None:
     """Child process: take as many slots as it can for ``seconds``."""
     client = redis.Redis.from_url(url, decode_responses=True)

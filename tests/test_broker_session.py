@@ -15,22 +15,6 @@ from broker.rest import SmartApiClient
 from broker.session import BrokerSession, require_credentials, session_status
 from broker.testing import FakeAngel, Reply, envelope_a
 from tradebot import keys
-from tradebot.embedded_redis import EmbeddedRedis
-
-
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory):
-    server = EmbeddedRedis(tmp_path_factory.mktemp("session-redis")).start()
-    yield server.url
-    server.stop()
-
-
-@pytest.fixture
-def connection(redis_url):
-    client = redis.Redis.from_url(redis_url, decode_responses=True)
-    client.flushall()
-    yield client
-    client.close()
 
 
 @pytest.fixture

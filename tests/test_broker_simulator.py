@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import pytest
-import redis
 
 from broker.errors import AmbiguousError, RateLimitedError
 from broker.limiter import RateLimiter
 from broker.rest import SmartApiClient
 from broker.scrip_master import ScripMaster
 from broker.session import BrokerSession
-from tradebot.embedded_redis import EmbeddedRedis
 
 simulator_testing = pytest.importorskip("simulator.testing")
 sim_config = pytest.importorskip("simulator.config")
@@ -34,21 +32,6 @@ def sim():
     running = simulator_testing.start_simulator()
     yield running
     running.stop()
-
-
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory):
-    server = EmbeddedRedis(tmp_path_factory.mktemp("sim-redis")).start()
-    yield server.url
-    server.stop()
-
-
-@pytest.fixture
-def connection(redis_url):
-    client = redis.Redis.from_url(redis_url, decode_responses=True)
-    client.flushall()
-    yield client
-    client.close()
 
 
 def make_client(sim, connection, *, limited: bool = True, **kw) -> SmartApiClient:

@@ -4,31 +4,52 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='Instrument',
+            name="Instrument",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('symbol', models.CharField(db_index=True, max_length=50)),
-                ('token', models.CharField(help_text='Scrip-master instrument token.', max_length=25)),
-                ('exchange', models.CharField(default='NSE', max_length=10)),
-                ('exchange_type', models.PositiveSmallIntegerField(default=1, help_text='WebSocket exchangeType (1 = NSE cash).')),
-                ('name', models.CharField(blank=True, max_length=100)),
-                ('tick_size_paise', models.PositiveIntegerField(default=5)),
-                ('lot_size', models.PositiveIntegerField(default=1)),
-                ('on_watchlist', models.BooleanField(default=False, help_text='Streamed by the feed; changes reach it without a restart.')),
-                ('active', models.BooleanField(default=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("symbol", models.CharField(db_index=True, max_length=50)),
+                (
+                    "token",
+                    models.CharField(help_text="Scrip-master instrument token.", max_length=25),
+                ),
+                ("exchange", models.CharField(default="NSE", max_length=10)),
+                (
+                    "exchange_type",
+                    models.PositiveSmallIntegerField(
+                        default=1, help_text="WebSocket exchangeType (1 = NSE cash)."
+                    ),
+                ),
+                ("name", models.CharField(blank=True, max_length=100)),
+                ("tick_size_paise", models.PositiveIntegerField(default=5)),
+                ("lot_size", models.PositiveIntegerField(default=1)),
+                (
+                    "on_watchlist",
+                    models.BooleanField(
+                        default=False,
+                        help_text="Streamed by the feed; changes reach it without a restart.",
+                    ),
+                ),
+                ("active", models.BooleanField(default=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
             options={
-                'ordering': ['symbol'],
-                'constraints': [models.UniqueConstraint(fields=('exchange', 'token'), name='instrument_exchange_token')],
+                "ordering": ["symbol"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("exchange", "token"), name="instrument_exchange_token"
+                    )
+                ],
             },
         ),
     ]

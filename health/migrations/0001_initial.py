@@ -4,30 +4,100 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='HealthCheck',
+            name="HealthCheck",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('at', models.DateTimeField(auto_now_add=True, db_index=True)),
-                ('overall', models.CharField(choices=[('ok', 'Ok'), ('degraded', 'Degraded'), ('down', 'Down'), ('market closed', 'Closed')], max_length=20)),
-                ('feed', models.CharField(choices=[('ok', 'Ok'), ('degraded', 'Degraded'), ('down', 'Down'), ('market closed', 'Closed')], max_length=20)),
-                ('redis', models.CharField(choices=[('ok', 'Ok'), ('degraded', 'Degraded'), ('down', 'Down'), ('market closed', 'Closed')], max_length=20)),
-                ('database', models.CharField(choices=[('ok', 'Ok'), ('degraded', 'Degraded'), ('down', 'Down'), ('market closed', 'Closed')], max_length=20)),
-                ('workers', models.CharField(choices=[('ok', 'Ok'), ('degraded', 'Degraded'), ('down', 'Down'), ('market closed', 'Closed')], max_length=20)),
-                ('session', models.CharField(choices=[('ok', 'Ok'), ('degraded', 'Degraded'), ('down', 'Down'), ('market closed', 'Closed')], default='ok', max_length=20)),
-                ('actions', models.JSONField(blank=True, default=list)),
-                ('details', models.JSONField(blank=True, default=dict)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("at", models.DateTimeField(auto_now_add=True, db_index=True)),
+                (
+                    "overall",
+                    models.CharField(
+                        choices=[
+                            ("ok", "Ok"),
+                            ("degraded", "Degraded"),
+                            ("down", "Down"),
+                            ("market closed", "Closed"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                (
+                    "feed",
+                    models.CharField(
+                        choices=[
+                            ("ok", "Ok"),
+                            ("degraded", "Degraded"),
+                            ("down", "Down"),
+                            ("market closed", "Closed"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                (
+                    "redis",
+                    models.CharField(
+                        choices=[
+                            ("ok", "Ok"),
+                            ("degraded", "Degraded"),
+                            ("down", "Down"),
+                            ("market closed", "Closed"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                (
+                    "database",
+                    models.CharField(
+                        choices=[
+                            ("ok", "Ok"),
+                            ("degraded", "Degraded"),
+                            ("down", "Down"),
+                            ("market closed", "Closed"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                (
+                    "workers",
+                    models.CharField(
+                        choices=[
+                            ("ok", "Ok"),
+                            ("degraded", "Degraded"),
+                            ("down", "Down"),
+                            ("market closed", "Closed"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                (
+                    "session",
+                    models.CharField(
+                        choices=[
+                            ("ok", "Ok"),
+                            ("degraded", "Degraded"),
+                            ("down", "Down"),
+                            ("market closed", "Closed"),
+                        ],
+                        default="ok",
+                        max_length=20,
+                    ),
+                ),
+                ("actions", models.JSONField(blank=True, default=list)),
+                ("details", models.JSONField(blank=True, default=dict)),
             ],
             options={
-                'ordering': ['-at'],
-                'get_latest_by': 'at',
+                "ordering": ["-at"],
+                "get_latest_by": "at",
             },
         ),
     ]

@@ -6,116 +6,295 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('feeds', '0002_seed_watchlist'),
+        ("feeds", "0002_seed_watchlist"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Order',
+            name="Order",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('ordertag', models.CharField(blank=True, db_index=True, max_length=20)),
-                ('broker_order_id', models.CharField(max_length=40, unique=True)),
-                ('unique_order_id', models.CharField(blank=True, max_length=64)),
-                ('exchange', models.CharField(blank=True, max_length=10)),
-                ('tradingsymbol', models.CharField(blank=True, max_length=50)),
-                ('symboltoken', models.CharField(blank=True, max_length=25)),
-                ('side', models.CharField(choices=[('BUY', 'Buy'), ('SELL', 'Sell')], max_length=4)),
-                ('quantity', models.PositiveIntegerField(default=0)),
-                ('order_type', models.CharField(blank=True, max_length=20)),
-                ('price', models.DecimalField(blank=True, decimal_places=2, max_digits=12, null=True)),
-                ('product_type', models.CharField(blank=True, max_length=16)),
-                ('variety', models.CharField(default='NORMAL', max_length=10)),
-                ('status', models.CharField(choices=[('new', 'New'), ('submitting', 'Submitting'), ('accepted', 'Accepted'), ('open', 'Open'), ('complete', 'Complete'), ('rejected', 'Rejected'), ('cancelled', 'Cancelled'), ('expired', 'Expired'), ('unknown', 'Unknown')], default='accepted', max_length=12)),
-                ('broker_status', models.CharField(blank=True, max_length=60)),
-                ('filled_quantity', models.PositiveIntegerField(default=0)),
-                ('average_price', models.DecimalField(blank=True, decimal_places=2, max_digits=12, null=True)),
-                ('text', models.CharField(blank=True, help_text="Broker's rejection reason.", max_length=500)),
-                ('adopted', models.BooleanField(default=False, help_text="Found in the order book rather than in our send's answer.")),
-                ('cancel_requested_at', models.DateTimeField(blank=True, null=True)),
-                ('placed_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
-                ('updated_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('instrument', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='orders', to='feeds.instrument')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("ordertag", models.CharField(blank=True, db_index=True, max_length=20)),
+                ("broker_order_id", models.CharField(max_length=40, unique=True)),
+                ("unique_order_id", models.CharField(blank=True, max_length=64)),
+                ("exchange", models.CharField(blank=True, max_length=10)),
+                ("tradingsymbol", models.CharField(blank=True, max_length=50)),
+                ("symboltoken", models.CharField(blank=True, max_length=25)),
+                (
+                    "side",
+                    models.CharField(choices=[("BUY", "Buy"), ("SELL", "Sell")], max_length=4),
+                ),
+                ("quantity", models.PositiveIntegerField(default=0)),
+                ("order_type", models.CharField(blank=True, max_length=20)),
+                (
+                    "price",
+                    models.DecimalField(blank=True, decimal_places=2, max_digits=12, null=True),
+                ),
+                ("product_type", models.CharField(blank=True, max_length=16)),
+                ("variety", models.CharField(default="NORMAL", max_length=10)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("new", "New"),
+                            ("submitting", "Submitting"),
+                            ("accepted", "Accepted"),
+                            ("open", "Open"),
+                            ("complete", "Complete"),
+                            ("rejected", "Rejected"),
+                            ("cancelled", "Cancelled"),
+                            ("expired", "Expired"),
+                            ("unknown", "Unknown"),
+                        ],
+                        default="accepted",
+                        max_length=12,
+                    ),
+                ),
+                ("broker_status", models.CharField(blank=True, max_length=60)),
+                ("filled_quantity", models.PositiveIntegerField(default=0)),
+                (
+                    "average_price",
+                    models.DecimalField(blank=True, decimal_places=2, max_digits=12, null=True),
+                ),
+                (
+                    "text",
+                    models.CharField(
+                        blank=True, help_text="Broker's rejection reason.", max_length=500
+                    ),
+                ),
+                (
+                    "adopted",
+                    models.BooleanField(
+                        default=False,
+                        help_text="Found in the order book rather than in our send's answer.",
+                    ),
+                ),
+                ("cancel_requested_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "placed_at",
+                    models.DateTimeField(db_index=True, default=django.utils.timezone.now),
+                ),
+                ("updated_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "instrument",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="orders",
+                        to="feeds.instrument",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-placed_at'],
+                "ordering": ["-placed_at"],
             },
         ),
         migrations.CreateModel(
-            name='OrderIntent',
+            name="OrderIntent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('side', models.CharField(choices=[('BUY', 'Buy'), ('SELL', 'Sell')], max_length=4)),
-                ('quantity', models.PositiveIntegerField()),
-                ('order_type', models.CharField(choices=[('MARKET', 'Market'), ('LIMIT', 'Limit')], default='MARKET', max_length=10)),
-                ('price', models.DecimalField(blank=True, decimal_places=2, help_text='Rupees; LIMIT only.', max_digits=12, null=True)),
-                ('product_type', models.CharField(default='INTRADAY', max_length=16)),
-                ('variety', models.CharField(default='NORMAL', max_length=10)),
-                ('duration', models.CharField(default='DAY', max_length=4)),
-                ('strategy', models.CharField(blank=True, max_length=64)),
-                ('reason', models.CharField(blank=True, max_length=255)),
-                ('is_exit', models.BooleanField(default=False, help_text="Uses the limiter's exit lane.")),
-                ('square_off', models.BooleanField(default=False, help_text='Created by the kill switch; the only kind it lets through.')),
-                ('ordertag', models.CharField(blank=True, max_length=20, null=True, unique=True)),
-                ('status', models.CharField(choices=[('new', 'New'), ('submitting', 'Submitting'), ('accepted', 'Accepted'), ('open', 'Open'), ('complete', 'Complete'), ('rejected', 'Rejected'), ('cancelled', 'Cancelled'), ('expired', 'Expired'), ('unknown', 'Unknown')], db_index=True, default='new', max_length=12)),
-                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
-                ('deadline', models.DateTimeField(help_text='Not sent after this moment; expired instead.')),
-                ('status_changed_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('claim_token', models.CharField(blank=True, max_length=32)),
-                ('claimed_by', models.CharField(blank=True, help_text='host:pid:start', max_length=120)),
-                ('claimed_at', models.DateTimeField(blank=True, null=True)),
-                ('sent_at', models.DateTimeField(blank=True, help_text='Earliest moment the last send may have left.', null=True)),
-                ('settle_until', models.DateTimeField(blank=True, help_text='A search of the book before this proves nothing.', null=True)),
-                ('send_count', models.PositiveSmallIntegerField(default=0)),
-                ('last_error', models.CharField(blank=True, max_length=500)),
-                ('instrument', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='order_intents', to='feeds.instrument')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "side",
+                    models.CharField(choices=[("BUY", "Buy"), ("SELL", "Sell")], max_length=4),
+                ),
+                ("quantity", models.PositiveIntegerField()),
+                (
+                    "order_type",
+                    models.CharField(
+                        choices=[("MARKET", "Market"), ("LIMIT", "Limit")],
+                        default="MARKET",
+                        max_length=10,
+                    ),
+                ),
+                (
+                    "price",
+                    models.DecimalField(
+                        blank=True,
+                        decimal_places=2,
+                        help_text="Rupees; LIMIT only.",
+                        max_digits=12,
+                        null=True,
+                    ),
+                ),
+                ("product_type", models.CharField(default="INTRADAY", max_length=16)),
+                ("variety", models.CharField(default="NORMAL", max_length=10)),
+                ("duration", models.CharField(default="DAY", max_length=4)),
+                ("strategy", models.CharField(blank=True, max_length=64)),
+                ("reason", models.CharField(blank=True, max_length=255)),
+                (
+                    "is_exit",
+                    models.BooleanField(default=False, help_text="Uses the limiter's exit lane."),
+                ),
+                (
+                    "square_off",
+                    models.BooleanField(
+                        default=False,
+                        help_text="Created by the kill switch; the only kind it lets through.",
+                    ),
+                ),
+                ("ordertag", models.CharField(blank=True, max_length=20, null=True, unique=True)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("new", "New"),
+                            ("submitting", "Submitting"),
+                            ("accepted", "Accepted"),
+                            ("open", "Open"),
+                            ("complete", "Complete"),
+                            ("rejected", "Rejected"),
+                            ("cancelled", "Cancelled"),
+                            ("expired", "Expired"),
+                            ("unknown", "Unknown"),
+                        ],
+                        db_index=True,
+                        default="new",
+                        max_length=12,
+                    ),
+                ),
+                (
+                    "created_at",
+                    models.DateTimeField(db_index=True, default=django.utils.timezone.now),
+                ),
+                (
+                    "deadline",
+                    models.DateTimeField(help_text="Not sent after this moment; expired instead."),
+                ),
+                ("status_changed_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("claim_token", models.CharField(blank=True, max_length=32)),
+                (
+                    "claimed_by",
+                    models.CharField(blank=True, help_text="host:pid:start", max_length=120),
+                ),
+                ("claimed_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "sent_at",
+                    models.DateTimeField(
+                        blank=True,
+                        help_text="Earliest moment the last send may have left.",
+                        null=True,
+                    ),
+                ),
+                (
+                    "settle_until",
+                    models.DateTimeField(
+                        blank=True,
+                        help_text="A search of the book before this proves nothing.",
+                        null=True,
+                    ),
+                ),
+                ("send_count", models.PositiveSmallIntegerField(default=0)),
+                ("last_error", models.CharField(blank=True, max_length=500)),
+                (
+                    "instrument",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="order_intents",
+                        to="feeds.instrument",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at'],
+                "ordering": ["-created_at"],
             },
         ),
         migrations.CreateModel(
-            name='OrderEvent',
+            name="OrderEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('at', models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
-                ('from_status', models.CharField(blank=True, max_length=12)),
-                ('to_status', models.CharField(blank=True, max_length=12)),
-                ('note', models.CharField(blank=True, max_length=500)),
-                ('data', models.JSONField(blank=True, default=dict)),
-                ('order', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='events', to='orders.order')),
-                ('intent', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='events', to='orders.orderintent')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("at", models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
+                ("from_status", models.CharField(blank=True, max_length=12)),
+                ("to_status", models.CharField(blank=True, max_length=12)),
+                ("note", models.CharField(blank=True, max_length=500)),
+                ("data", models.JSONField(blank=True, default=dict)),
+                (
+                    "order",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="events",
+                        to="orders.order",
+                    ),
+                ),
+                (
+                    "intent",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="events",
+                        to="orders.orderintent",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['at', 'pk'],
+                "ordering": ["at", "pk"],
             },
         ),
         migrations.AddField(
-            model_name='order',
-            name='intent',
-            field=models.OneToOneField(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='order', to='orders.orderintent'),
+            model_name="order",
+            name="intent",
+            field=models.OneToOneField(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="order",
+                to="orders.orderintent",
+            ),
         ),
         migrations.CreateModel(
-            name='Fill',
+            name="Fill",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('fill_id', models.CharField(max_length=40)),
-                ('quantity', models.PositiveIntegerField()),
-                ('price', models.DecimalField(decimal_places=2, max_digits=12)),
-                ('filled_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('order', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='fills', to='orders.order')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("fill_id", models.CharField(max_length=40)),
+                ("quantity", models.PositiveIntegerField()),
+                ("price", models.DecimalField(decimal_places=2, max_digits=12)),
+                ("filled_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "order",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="fills",
+                        to="orders.order",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['filled_at'],
-                'constraints': [models.UniqueConstraint(fields=('order', 'fill_id'), name='fill_order_fill_id')],
+                "ordering": ["filled_at"],
+                "constraints": [
+                    models.UniqueConstraint(fields=("order", "fill_id"), name="fill_order_fill_id")
+                ],
             },
         ),
         migrations.AddIndex(
-            model_name='orderintent',
-            index=models.Index(fields=['instrument', 'status'], name='orders_orde_instrum_cfdbcf_idx'),
+            model_name="orderintent",
+            index=models.Index(
+                fields=["instrument", "status"], name="orders_orde_instrum_cfdbcf_idx"
+            ),
         ),
     ]

@@ -5,68 +5,144 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('feeds', '0002_seed_watchlist'),
+        ("feeds", "0002_seed_watchlist"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='HistoryStatus',
+            name="HistoryStatus",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('interval', models.CharField(max_length=20)),
-                ('state', models.CharField(choices=[('loading', 'Loading'), ('loaded', 'Loaded'), ('warming_up', 'Warming Up')], default='loading', max_length=12)),
-                ('candles', models.PositiveIntegerField(default=0, help_text='historical candles loaded')),
-                ('attempts', models.PositiveIntegerField(default=0)),
-                ('last_error', models.CharField(blank=True, max_length=300)),
-                ('next_backfill_at', models.DateTimeField(blank=True, null=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('instrument', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='history_status', to='feeds.instrument')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("interval", models.CharField(max_length=20)),
+                (
+                    "state",
+                    models.CharField(
+                        choices=[
+                            ("loading", "Loading"),
+                            ("loaded", "Loaded"),
+                            ("warming_up", "Warming Up"),
+                        ],
+                        default="loading",
+                        max_length=12,
+                    ),
+                ),
+                (
+                    "candles",
+                    models.PositiveIntegerField(default=0, help_text="historical candles loaded"),
+                ),
+                ("attempts", models.PositiveIntegerField(default=0)),
+                ("last_error", models.CharField(blank=True, max_length=300)),
+                ("next_backfill_at", models.DateTimeField(blank=True, null=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "instrument",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="history_status",
+                        to="feeds.instrument",
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'history status',
-                'ordering': ['instrument__symbol'],
+                "verbose_name_plural": "history status",
+                "ordering": ["instrument__symbol"],
             },
         ),
         migrations.CreateModel(
-            name='StrategyConfig',
+            name="StrategyConfig",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(help_text='Order intents carry it.', max_length=40, unique=True)),
-                ('kind', models.CharField(help_text='Registered strategy class name.', max_length=40)),
-                ('params', models.JSONField(blank=True, default=dict)),
-                ('enabled', models.BooleanField(default=True)),
-                ('paused', models.BooleanField(default=False)),
-                ('paused_reason', models.CharField(blank=True, max_length=500)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('instruments', models.ManyToManyField(blank=True, help_text='Empty = every watchlist instrument.', to='feeds.instrument')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "name",
+                    models.CharField(
+                        help_text="Order intents carry it.", max_length=40, unique=True
+                    ),
+                ),
+                (
+                    "kind",
+                    models.CharField(help_text="Registered strategy class name.", max_length=40),
+                ),
+                ("params", models.JSONField(blank=True, default=dict)),
+                ("enabled", models.BooleanField(default=True)),
+                ("paused", models.BooleanField(default=False)),
+                ("paused_reason", models.CharField(blank=True, max_length=500)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "instruments",
+                    models.ManyToManyField(
+                        blank=True,
+                        help_text="Empty = every watchlist instrument.",
+                        to="feeds.instrument",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['name'],
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='Candle',
+            name="Candle",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('interval', models.CharField(max_length=20)),
-                ('start', models.DateTimeField()),
-                ('open', models.BigIntegerField(help_text='paise')),
-                ('high', models.BigIntegerField(help_text='paise')),
-                ('low', models.BigIntegerField(help_text='paise')),
-                ('close', models.BigIntegerField(help_text='paise')),
-                ('volume', models.BigIntegerField(default=0)),
-                ('source', models.CharField(choices=[('historical', 'Historical'), ('live', 'Live'), ('repaired', 'Repaired')], max_length=12)),
-                ('complete', models.BooleanField(default=True, help_text='False when the candle spans a feed gap and was not repaired: strategies never see it.')),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('instrument', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to='feeds.instrument')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("interval", models.CharField(max_length=20)),
+                ("start", models.DateTimeField()),
+                ("open", models.BigIntegerField(help_text="paise")),
+                ("high", models.BigIntegerField(help_text="paise")),
+                ("low", models.BigIntegerField(help_text="paise")),
+                ("close", models.BigIntegerField(help_text="paise")),
+                ("volume", models.BigIntegerField(default=0)),
+                (
+                    "source",
+                    models.CharField(
+                        choices=[
+                            ("historical", "Historical"),
+                            ("live", "Live"),
+                            ("repaired", "Repaired"),
+                        ],
+                        max_length=12,
+                    ),
+                ),
+                (
+                    "complete",
+                    models.BooleanField(
+                        default=True,
+                        help_text="False when the candle spans a feed gap and was not repaired: strategies never see it.",
+                    ),
+                ),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "instrument",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, to="feeds.instrument"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['instrument', 'interval', 'start'],
-                'constraints': [models.UniqueConstraint(fields=('instrument', 'interval', 'start'), name='candle_instrument_interval_start')],
+                "ordering": ["instrument", "interval", "start"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("instrument", "interval", "start"),
+                        name="candle_instrument_interval_start",
+                    )
+                ],
             },
         ),
     ]

@@ -4,8 +4,12 @@ from django.db import migrations
 
 DEFAULTS = (
     ("ema-crossover-demo", "ema_crossover", {"fast": 3, "slow": 8, "allow_short": False}, True),
-    ("opening-range-breakout", "opening_range_breakout",
-     {"minutes": 15, "target_r": 2.0, "allow_short": False}, False),
+    (
+        "opening-range-breakout",
+        "opening_range_breakout",
+        {"minutes": 15, "target_r": 2.0, "allow_short": False},
+        False,
+    ),
 )
 
 

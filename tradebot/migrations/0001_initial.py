@@ -4,55 +4,81 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='Activity',
+            name="Activity",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('at', models.DateTimeField(auto_now_add=True, db_index=True)),
-                ('level', models.CharField(choices=[('info', 'Info'), ('warning', 'Warning'), ('error', 'Error')], default='info', max_length=10)),
-                ('component', models.CharField(db_index=True, max_length=40)),
-                ('message', models.CharField(max_length=1000)),
-                ('data', models.JSONField(blank=True, default=dict)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("at", models.DateTimeField(auto_now_add=True, db_index=True)),
+                (
+                    "level",
+                    models.CharField(
+                        choices=[("info", "Info"), ("warning", "Warning"), ("error", "Error")],
+                        default="info",
+                        max_length=10,
+                    ),
+                ),
+                ("component", models.CharField(db_index=True, max_length=40)),
+                ("message", models.CharField(max_length=1000)),
+                ("data", models.JSONField(blank=True, default=dict)),
             ],
             options={
-                'verbose_name_plural': 'activity',
-                'ordering': ['-at'],
+                "verbose_name_plural": "activity",
+                "ordering": ["-at"],
             },
         ),
         migrations.CreateModel(
-            name='BotState',
+            name="BotState",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kill_switch_engaged', models.BooleanField(default=False)),
-                ('kill_switch_by', models.CharField(blank=True, max_length=150)),
-                ('kill_switch_reason', models.CharField(blank=True, max_length=500)),
-                ('kill_switch_at', models.DateTimeField(blank=True, null=True)),
-                ('square_off_on_kill', models.BooleanField(default=False, help_text='Also close open positions when the kill switch engages.')),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("kill_switch_engaged", models.BooleanField(default=False)),
+                ("kill_switch_by", models.CharField(blank=True, max_length=150)),
+                ("kill_switch_reason", models.CharField(blank=True, max_length=500)),
+                ("kill_switch_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "square_off_on_kill",
+                    models.BooleanField(
+                        default=False,
+                        help_text="Also close open positions when the kill switch engages.",
+                    ),
+                ),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
             options={
-                'verbose_name': 'bot state',
-                'verbose_name_plural': 'bot state',
+                "verbose_name": "bot state",
+                "verbose_name_plural": "bot state",
             },
         ),
         migrations.CreateModel(
-            name='KillSwitchEvent',
+            name="KillSwitchEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('at', models.DateTimeField(auto_now_add=True, db_index=True)),
-                ('engaged', models.BooleanField()),
-                ('by', models.CharField(max_length=150)),
-                ('reason', models.CharField(max_length=500)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("at", models.DateTimeField(auto_now_add=True, db_index=True)),
+                ("engaged", models.BooleanField()),
+                ("by", models.CharField(max_length=150)),
+                ("reason", models.CharField(max_length=500)),
             ],
             options={
-                'ordering': ['-at'],
+                "ordering": ["-at"],
             },
         ),
     ]

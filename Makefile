@@ -20,7 +20,7 @@ run: $(STAMP)
 	$(BIN)/python -m tradebot.stack
 
 test: $(STAMP)
-	TRADEBOT_VAR_DIR=$(CURDIR)/var/test $(BIN)/python -m pytest
+	TRADEBOT_DOTENV=0 TRADEBOT_VAR_DIR=$(CURDIR)/var/test $(BIN)/python -m pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -15,6 +15,8 @@ from django.conf import settings
 from tradebot.embedded_redis import EmbeddedRedis
 
 _TMP = Path(tempfile.mkdtemp(prefix="tradebot-tests-"))
+# Processes the tests start must not read a developer's .env (it may say live mode).
+os.environ["TRADEBOT_DOTENV"] = "0"
 
 
 @pytest.fixture(scope="session", autouse=True)

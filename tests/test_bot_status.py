@@ -65,3 +65,12 @@ def test_it_still_prints_when_redis_is_down(settings, capsys):
     status = json.loads(capsys.readouterr().out)
     assert status["redis"].startswith("down")
     assert status["websocket"] == "UNKNOWN"
+
+
+def test_a_connected_feed_without_recent_ticks_is_shown_as_stale(redis_client, capsys):
+    _running_bot(redis_client)
+    redis_client.hset(keys.FEED_STATE, "last_tick_at", time.time() - 18)
+
+    call_command("bot_status", "--json")
+
+    assert json.loads(capsys.readouterr().out)["websocket"] == "CONNECTED, no tick for 18 s"

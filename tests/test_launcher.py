@@ -17,18 +17,31 @@ from tradebot.embedded_redis import free_port
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _processes_with(marker: str) -> list[int]:
-    """Pids whose environment carries ``marker``: everything the launcher started."""
+def _processes_with(marker: str, command: str = "") -> list[int]:
+    """Pids whose environment carries ``marker`` (everything the launcher started) and,
+    when given, whose command line contains ``command``."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
-            if marker.encode() in (entry / "environ").read_bytes():
+            if marker.encode() not in (entry / "environ").read_bytes():
+                continue
+            if command.encode() in (entry / "cmdline").read_bytes().replace(b"\0", b" "):
                 found.append(int(entry.name))
         except OSError:
             continue
     return found
+
+
+def _wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.mark.skipif(not Path("/proc").exists(), reason="needs /proc to find orphans")
@@ -66,6 +79,28 @@ def test_the_stack_starts_prints_its_summary_and_stops_on_ctrl_c(tmp_path):
             capture_output=True, text=True, check=True,
         )
         assert json.loads(status.stdout)["symbols_flowing"] > 0
+
+        # A crashed process is started again; the bot does not stop.
+        marker = f"LAUNCHER_TEST_MARKER={tmp_path}"
+        [feed] = _processes_with(marker, "manage.py run_feed")
+        os.kill(feed, signal.SIGKILL)
+        new_feed = _wait_for(
+            lambda: [p for p in _processes_with(marker, "manage.py run_feed") if p != feed],
+            30, "the feed to be started again",
+        )[0]
+        import redis
+
+        from tradebot import keys
+
+        client = redis.Redis.from_url(
+            (tmp_path / "var" / "redis" / "url").read_text().strip(), decode_responses=True
+        )
+        _wait_for(
+            lambda: client.hget(keys.FEED_STATE, "pid") == str(new_feed)
+            and client.hget(keys.FEED_STATE, "state") == "CONNECTED",
+            30, "the new feed to connect",
+        )
+        assert stack.poll() is None
     finally:
         stack.send_signal(signal.SIGINT)
         try:
@@ -80,3 +115,30 @@ def test_the_stack_starts_prints_its_summary_and_stops_on_ctrl_c(tmp_path):
         os.kill(pid, signal.SIGKILL)
     assert leftovers == [], f"orphans after Ctrl-C: {leftovers}"
     assert not (tmp_path / "var" / "redis" / "url").exists()
+
+
+def test_a_bad_setting_stops_the_launcher_with_one_line_naming_it(tmp_path):
+    env = {**os.environ, "TRADEBOT_VAR_DIR": str(tmp_path), "FEED_MODE": "7"}
+
+    result = subprocess.run(
+        [sys.executable, "-m", "tradebot.stack"], cwd=ROOT, env=env,
+        capture_output=True, text=True, timeout=60,
+    )
+
+    assert result.returncode == 1
+    assert result.stderr.strip() == "tradebot cannot start: FEED_MODE='7' must be one of 1, 2, 3"
+
+
+def test_live_mode_without_credentials_names_every_missing_one(tmp_path):
+    env = {**os.environ, "TRADEBOT_VAR_DIR": str(tmp_path), "TRADEBOT_MODE": "live",
+           "DJANGO_SECRET_KEY": "test-only"}
+    for name in ("ANGEL_CLIENT_CODE", "ANGEL_PIN", "ANGEL_API_KEY", "ANGEL_TOTP_SECRET"):
+        env.pop(name, None)
+
+    result = subprocess.run(
+        [sys.executable, "-m", "tradebot.stack"], cwd=ROOT, env=env,
+        capture_output=True, text=True, timeout=60,
+    )
+
+    assert result.returncode == 1
+    assert "ANGEL_CLIENT_CODE, ANGEL_PIN, ANGEL_API_KEY, ANGEL_TOTP_SECRET" in result.stderr

@@ -234,7 +234,8 @@ SESSION_WARN_BEFORE_MINUTES = env_int("SESSION_WARN_BEFORE_MINUTES", 60)
 MARKET_ALWAYS_OPEN = env_bool("MARKET_ALWAYS_OPEN", PAPER)
 
 # --- feed ---------------------------------------------------------------------------
-FEED_MODE = env_int("FEED_MODE", 2)  # 1 LTP, 2 Quote, 3 SnapQuote
+# 1 LTP, 2 Quote, 3 SnapQuote (candle volume needs 2 or 3)
+FEED_MODE = int(env_choice("FEED_MODE", "2", ("1", "2", "3")))
 FEED_WATCHDOG_SECONDS = env_float("FEED_WATCHDOG_SECONDS", 15.0)
 FEED_STREAM_MAXLEN = env_int("FEED_STREAM_MAXLEN", 500_000)
 FEED_CONNECTIONS = env_int("FEED_CONNECTIONS", 1)  # Angel allows 3 per client code

@@ -1,31 +1,110 @@
-"""`make run`: the whole bot in one terminal, run by honcho from the Procfile.
+"""`make run`: the whole bot in one terminal, kept alive by supervisord.
 
-Starts an embedded Redis when REDIS_URL is unset, migrates, creates the admin user,
-then hands every process in the Procfile to honcho's manager, which prefixes their
-output, and stops them all on Ctrl-C. In paper mode the simulator runs too; in live
-mode it is left out. Once the feed has prices, the status summary is printed once.
+Starts an embedded Redis when REDIS_URL is unset, migrates, creates the admin user, then
+hands every process in the Procfile to supervisord (the `supervisor` package), which
+restarts any process that dies unexpectedly and stops them all on Ctrl-C. A process
+that exits on purpose (exit code 0, such as the feed after its "stop" command) stays
+stopped. In paper mode the simulator runs too; in live mode it is left out. Once the
+bot is up, the status summary is printed once.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shlex
+import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
 
-from honcho.environ import parse_procfile
-from honcho.manager import Manager
-from honcho.printer import Printer
+from tradebot.env import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
-READY_TIMEOUT = 120
+READY_TIMEOUT = 150
+# A process that dies within this many seconds of starting has failed to start;
+# supervisord retries it a few times, then marks it FATAL instead of looping forever.
+START_SECONDS = 5
+START_RETRIES = 5
+# supervisord starts lower numbers first and stops them last: the simulator (the broker,
+# in paper mode) and Redis-facing web stay up while the others shut down.
+PRIORITY = {"simulator": 10, "web": 20}
+
+
+def read_procfile(path: Path) -> dict[str, str]:
+    processes = {}
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, sep, command = line.partition(":")
+        if not sep or not name.strip().isidentifier() or not command.strip():
+            raise ConfigError(f"{path.name} line {number} is not 'name: command': {line!r}")
+        processes[name.strip()] = command.strip()
+    return processes
+
+
+def supervisord_config(processes: dict[str, str], run_dir: Path) -> str:
+    """One [program] per Procfile line; output goes to supervisord's own stdout."""
+    lines = [
+        "[supervisord]",
+        "nodaemon=true",
+        f"logfile={run_dir / 'supervisord.log'}",
+        f"pidfile={run_dir / 'supervisord.pid'}",
+        f"childlogdir={run_dir}",
+        "",
+        "[unix_http_server]",
+        f"file={run_dir / 'supervisor.sock'}",
+        "chmod=0700",
+        "",
+        "[supervisorctl]",
+        f"serverurl=unix://{run_dir / 'supervisor.sock'}",
+        "",
+        "[rpcinterface:supervisor]",
+        "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface",
+    ]
+    for name, command in processes.items():
+        # `exec` so that signals reach the process itself, not the shell around it.
+        shell = "exec " + command
+        lines += [
+            "",
+            f"[program:{name}]",
+            f"command=/bin/sh -c {shlex.quote(shell).replace('%', '%%')}",
+            f"directory={ROOT}",
+            f"priority={PRIORITY.get(name, 50)}",
+            "autorestart=unexpected",
+            "exitcodes=0",
+            f"startsecs={START_SECONDS}",
+            f"startretries={START_RETRIES}",
+            "stopsignal=TERM",
+            "stopwaitsecs=20",
+            "stopasgroup=true",
+            "killasgroup=true",
+            "redirect_stderr=true",
+            "stdout_logfile=/dev/fd/1",
+            "stdout_logfile_maxbytes=0",
+        ]
+    return "\n".join(lines) + "\n"
 
 
 def _manage(*args: str, env: dict[str, str]) -> None:
-    subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, check=True)
+    result = subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env)
+    if result.returncode != 0:
+        raise SystemExit(f"manage.py {' '.join(args)} failed; see the message above")
+
+
+def _bot_status(env: dict[str, str], *args: str) -> tuple[int, str]:
+    """Run bot_status with its output in a file: a pipe could be held open by a child."""
+    with tempfile.TemporaryFile("w+") as out:
+        code = subprocess.run(
+            [sys.executable, "manage.py", "bot_status", *args],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.DEVNULL,
+        ).returncode
+        out.seek(0)
+        return code, out.read()
 
 
 def _ready(status: dict) -> bool:
@@ -38,26 +117,20 @@ def _ready(status: dict) -> bool:
 def _print_status_when_ready(env: dict[str, str], stop: threading.Event) -> None:
     """Wait until the bot is up, then print the bot_status summary once."""
     deadline = time.monotonic() + READY_TIMEOUT
-    while not stop.is_set() and time.monotonic() < deadline:
-        result = subprocess.run(
-            [sys.executable, "manage.py", "bot_status", "--json"],
-            cwd=ROOT, env=env, capture_output=True, text=True,
-        )
-        if result.returncode == 0 and _ready(json.loads(result.stdout)):
-            break
-        if result.returncode != 0:
-            sys.stderr.write(f"bot_status failed: {result.stderr[-500:]}\n")
-        stop.wait(3)
+    while not stop.wait(3) and time.monotonic() < deadline:
+        code, out = _bot_status(env, "--json")
+        try:
+            if code == 0 and _ready(json.loads(out)):
+                break
+        except ValueError:
+            continue
     if stop.is_set():
         return
-    summary = subprocess.run(
-        [sys.executable, "manage.py", "bot_status"], cwd=ROOT, env=env,
-        capture_output=True, text=True,
-    )
+    _code, summary = _bot_status(env)
     web = f"http://{env.get('WEB_HOST', '127.0.0.1')}:{env.get('WEB_PORT', '8000')}/admin/"
     flower = f"http://{env.get('FLOWER_HOST', '127.0.0.1')}:{env.get('FLOWER_PORT', '5555')}/"
     sys.stdout.write(
-        f"\n{summary.stdout}\n"
+        f"\n{summary}\n"
         f"  admin                  {web}\n"
         f"  flower                 {flower}\n"
         "  Ctrl-C stops everything.\n\n"
@@ -65,15 +138,45 @@ def _print_status_when_ready(env: dict[str, str], stop: threading.Event) -> None
     sys.stdout.flush()
 
 
+_CHECK = """
+import django
+django.setup()
+from django.conf import settings
+if not settings.PAPER:
+    from broker.session import require_credentials
+    require_credentials(settings.ANGEL_CLIENT_CODE, settings.ANGEL_PIN,
+                        settings.ANGEL_API_KEY, settings.ANGEL_TOTP_SECRET)
+"""
+
+
+def _check_settings(env: dict[str, str]) -> None:
+    """Load the settings (and in live mode the credentials) once, before any process
+    starts, so a bad or missing value stops here with one line naming it."""
+    result = subprocess.run(
+        [sys.executable, "-c", _CHECK], cwd=ROOT, env=env, capture_output=True, text=True,
+    )
+    if result.returncode != 0:
+        last = (result.stderr.strip().splitlines() or ["settings could not be loaded"])[-1]
+        reason = last.split("Error: ", 1)[-1]
+        raise SystemExit(f"tradebot cannot start: {reason}")
+
+
 def main() -> int:
     os.chdir(ROOT)
+    sys.path.insert(0, str(ROOT))
+    from manage import load_dotenv_file
+
+    load_dotenv_file()
     env = dict(os.environ)
     env.setdefault("DJANGO_SETTINGS_MODULE", "tradebot.settings")
     env["PYTHONUNBUFFERED"] = "1"
     # Processes find each other's tools in this virtualenv.
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     var_dir = Path(env.get("TRADEBOT_VAR_DIR", ROOT / "var"))
+    run_dir = var_dir / "run"
+    run_dir.mkdir(parents=True, exist_ok=True)
     paper = env.get("TRADEBOT_MODE", "paper") == "paper"
+    _check_settings(env)
 
     redis_server = None
     if not env.get("REDIS_URL"):
@@ -82,32 +185,44 @@ def main() -> int:
         port = int(env.get("EMBEDDED_REDIS_PORT", "0")) or free_port()
         redis_server = EmbeddedRedis(var_dir / "redis", port=port, persist=True).start()
         env["REDIS_URL"] = redis_server.url
-        url_file = var_dir / "redis" / "url"
-        url_file.write_text(redis_server.url + "\n")
+        (var_dir / "redis" / "url").write_text(redis_server.url + "\n")
         print(f"embedded Redis on {redis_server.url} (data in {var_dir / 'redis'})")
 
+    stop = threading.Event()
     try:
         _manage("migrate", "--no-input", "-v", "0", env=env)
         _manage("ensure_admin", env=env)
         _manage("collectstatic", "--no-input", "-v", "0", env=env)
-        processes = parse_procfile((ROOT / "Procfile").read_text()).processes
+        processes = read_procfile(ROOT / "Procfile")
         if not paper:
             processes.pop("simulator", None)
-        manager = Manager(Printer(sys.stdout))
-        for name, command in processes.items():
-            manager.add_process(name, command, env=env, cwd=str(ROOT))
-        stop = threading.Event()
+        config = run_dir / "supervisord.conf"
+        config.write_text(supervisord_config(processes, run_dir))
+        supervisord = subprocess.Popen(
+            [str(Path(sys.executable).parent / "supervisord"), "-c", str(config)],
+            cwd=ROOT, env=env,
+        )
+
+        def forward(signum, _frame):  # Ctrl-C or SIGTERM: supervisord stops everything
+            stop.set()
+            if supervisord.poll() is None:
+                supervisord.send_signal(signal.SIGTERM)
+
+        signal.signal(signal.SIGINT, forward)
+        signal.signal(signal.SIGTERM, forward)
         threading.Thread(
             target=_print_status_when_ready, args=(env, stop), daemon=True
         ).start()
-        manager.loop()
-        stop.set()
-        return manager.returncode or 0
+        return supervisord.wait()
     finally:
+        stop.set()
         if redis_server is not None:
             redis_server.stop()
             (var_dir / "redis" / "url").unlink(missing_ok=True)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except ConfigError as exc:
+        sys.exit(f"tradebot cannot start: {exc}")

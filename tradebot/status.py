@@ -29,10 +29,23 @@ def _model(label: str):
         return None
 
 
+# A connected feed whose newest tick is older than this is shown as stale.
+STALE_AFTER_SECONDS = 5.0
+
+
+def _websocket(state: dict) -> str:
+    shown = state.get("state", "NOT RUNNING")
+    if shown == "CONNECTED" and state.get("last_tick_at"):
+        age = time.time() - float(state["last_tick_at"])
+        if age > STALE_AFTER_SECONDS:
+            return f"CONNECTED, no tick for {age:.0f} s"
+    return shown
+
+
 def _feed(redis_client) -> dict:
     state = redis_client.hgetall(keys.FEED_STATE)
     return {
-        "websocket": state.get("state", "NOT RUNNING"),
+        "websocket": _websocket(state),
         "symbols_subscribed": int(state.get("subscribed") or 0),
         "symbols_flowing": int(state.get("flowing") or 0),
         "feed_last_tick_age_seconds": (

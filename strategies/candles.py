@@ -327,7 +327,9 @@ class CandleBuilder:
         self.sequence_gaps += 1
         if candle is not None:
             candle.complete = False
-        log.info("ticks of %s lost between %s and %s IST (sequence jump)", key,
+        # One line per instrument after every reconnect would flood INFO; the engine
+        # reports the candles this leaves incomplete, once per batch.
+        log.debug("ticks of %s lost between %s and %s IST (sequence jump)", key,
                  from_ms(since).strftime("%H:%M:%S"), from_ms(until).strftime("%H:%M:%S"))
 
     def _saw_all_of(self, start: int, first_ts: int) -> bool:

@@ -385,8 +385,9 @@ def main() -> None:
         "notes": [
             f"three processes: redis-server, simulator, one feed process; one host with "
             f"{os.cpu_count()} CPUs, shared with other work",
-            "the simulator stamps ticks at the start of each 20 ms engine step and writes "
-            "the step's frames at its end, so its bursts are part of the latency",
+            "the simulator stamps ticks at the start of each engine step and writes the "
+            "step's frames at its end; at this rate a step is 2 ms (about 40 ticks; 20 ms "
+            "at low rates), so its bursts are part of the latency",
             "latency from the simulator's exchange timestamp to the Redis entry id (ms)",
             f"backoff counter reset after {healthy} s healthy in the drills (default 30 s)",
         ],

@@ -15,6 +15,7 @@ TODO: drop this module if websocket-client gains buffered reads.
 from __future__ import annotations
 
 import selectors
+from collections.abc import Callable
 
 import websocket
 from websocket._dispatcher import Dispatcher
@@ -42,6 +43,36 @@ class BufferedReader:
             return True
         ssl_pending = getattr(self.raw, "pending", None)  # decrypted bytes held by TLS
         return bool(ssl_pending and ssl_pending())
+
+    def take_binary_frames(self, on_frame: Callable[[bytes], object]) -> int:
+        """Hand every whole, final, unmasked binary frame at the front of the buffer to
+        ``on_frame`` without websocket-client's per-frame work; stop at anything else
+        (a control, text or fragmented frame, or a partial one), which the library then
+        reads as usual. Returns how many frames were handed over."""
+        buf, pos = self.buf, self.pos
+        size = len(buf)
+        taken = 0
+        while pos + 2 <= size:
+            if buf[pos] != 0x82:  # FIN + binary, no RSV bits
+                break
+            length = buf[pos + 1]
+            if length < 126:  # also rules out the mask bit (0x80): servers never mask
+                start = pos + 2
+            elif length == 126:
+                if pos + 4 > size:
+                    break
+                length = (buf[pos + 2] << 8) | buf[pos + 3]
+                start = pos + 4
+            else:
+                break
+            end = start + length
+            if end > size:
+                break
+            pos = end
+            self.pos = pos  # before the callback: it may raise, the frame is consumed
+            on_frame(buf[start:end])
+            taken += 1
+        return taken
 
     def recv(self, bufsize: int) -> bytes:
         buf, pos = self.buf, self.pos
@@ -79,6 +110,7 @@ class DrainingDispatcher(Dispatcher):
         if app.sock is None or app.sock.sock is None:
             return
         reader: BufferedReader | None = getattr(app, "reader", None)
+        fast = self._fast_path(reader)
         sel = selectors.DefaultSelector()
         sel.register(app.sock.sock, selectors.EVENT_READ)
         try:
@@ -87,11 +119,37 @@ class DrainingDispatcher(Dispatcher):
                     if not read_callback():
                         break
                     while reader is not None and reader.pending() and app.keep_running:
+                        if fast is not None and fast():
+                            continue
                         if not read_callback():
                             return
                 check_callback()
         finally:
             sel.close()
+
+    def _fast_path(self, reader: BufferedReader | None) -> Callable[[], int] | None:
+        """A callable that passes buffered binary frames straight to ``on_data`` (and
+        ``on_message``), as the library's read would, or None when it cannot apply."""
+        app = self.app
+        ws = app.sock
+        if reader is None or ws is None or app.on_cont_message:
+            return None
+        cont = ws.cont_frame
+        callback = app._callback
+        on_data, on_message = app.on_data, app.on_message
+
+        def on_frame(data: bytes) -> None:
+            if on_data:
+                callback(on_data, data, 0x2, True)
+            if on_message:
+                callback(on_message, data)
+
+        def fast() -> int:
+            if cont.recving_frames:  # mid fragmented message: the library's rules apply
+                return 0
+            return reader.take_binary_frames(on_frame)
+
+        return fast
 
 
 class FastWebSocketApp(websocket.WebSocketApp):

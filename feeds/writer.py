@@ -1,13 +1,13 @@
-"""Ticks into Redis: a writer thread that XADDs pipelined batches every few milliseconds.
+"""Ticks into Redis: a writer thread that XADDs a batch as soon as the readers pause.
 
 Socket callbacks only decode and call ``put``; this thread does every Redis round trip.
 When Redis is unreachable the writer keeps what it can (a bounded buffer that drops the
 oldest ticks first, counted), retries with a short backoff and carries on when Redis is
 back. The socket is never touched by a Redis problem.
 
-Each batch is one EVALSHA of a small Lua script (all the XADDs of the batch, atomic)
-plus the last-price HSETs, in one pipeline: the feed process only flattens ticks into
-arguments, which is what lets one process keep up with 20,000 ticks a second.
+Each batch is one EVALSHA of a small Lua script (all the XADDs of the batch and the
+last-price HSETs, atomic): the feed process only joins each tick into two arguments,
+which is what lets one process keep up with 20,000 ticks a second.
 
 Known shortcoming: when the connection breaks after Redis ran a batch but before the
 reply arrived, the batch is written again, so a Redis outage can duplicate one batch.
@@ -30,25 +30,47 @@ from tradebot import keys
 log = logging.getLogger(__name__)
 
 
-# One round trip per batch: Python only flattens the ticks into arguments and Redis runs
-# the XADDs. KEYS: last-price hash, last-tick-at hash, then one stream per exchange type
-# in the batch; ARGV: maxlen, then 9 values per tick (stream slot, tk, ex, ltp, ts, seq,
-# vol, ltq, rx; vol and ltq empty for LTP ticks, which carry neither).
+# One round trip per batch: Python only joins each tick's numbers into one argument and
+# Redis runs the XADDs and the last-price HSETs. KEYS: last-price hash, last-tick-at hash,
+# then one stream per exchange type in the batch; ARGV: maxlen, then two values per tick:
+# the token (any text) and "slot,ex,ltp,ts,seq,vol,ltq,rx" (slot: the stream's KEYS
+# index; vol and ltq empty for LTP ticks, which carry neither).
 _XADD_BATCH = """
 local maxlen = ARGV[1]
-for i = 2, #ARGV, 9 do
-  local stream = KEYS[tonumber(ARGV[i])]
-  if ARGV[i + 6] == '' then
-    redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'tk', ARGV[i + 1],
-      'ex', ARGV[i + 2], 'ltp', ARGV[i + 3], 'ts', ARGV[i + 4], 'seq', ARGV[i + 5],
-      'rx', ARGV[i + 8])
+local price, at = {}, {}
+for i = 2, #ARGV, 2 do
+  local tk = ARGV[i]
+  local slot, ex, ltp, ts, seq, vol, ltq, rx = string.match(ARGV[i + 1],
+    '^(%d+),([^,]*),([^,]*),([^,]*),([^,]*),([^,]*),([^,]*),([^,]*)$')
+  local stream = KEYS[tonumber(slot)]
+  if vol == '' then
+    redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'tk', tk, 'ex', ex, 'ltp', ltp,
+      'ts', ts, 'seq', seq, 'rx', rx)
   else
-    redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'tk', ARGV[i + 1],
-      'ex', ARGV[i + 2], 'ltp', ARGV[i + 3], 'ts', ARGV[i + 4], 'seq', ARGV[i + 5],
-      'vol', ARGV[i + 6], 'ltq', ARGV[i + 7], 'rx', ARGV[i + 8])
+    redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'tk', tk, 'ex', ex, 'ltp', ltp,
+      'ts', ts, 'seq', seq, 'vol', vol, 'ltq', ltq, 'rx', rx)
+  end
+  local field = ex .. ':' .. tk
+  price[field] = ltp
+  at[field] = ts
+end
+local function hset(key, values)
+  local args = {}
+  for field, value in pairs(values) do
+    args[#args + 1] = field
+    args[#args + 1] = value
+    if #args >= 1000 then
+      redis.call('HSET', key, unpack(args))
+      args = {}
+    end
+  end
+  if #args > 0 then
+    redis.call('HSET', key, unpack(args))
   end
 end
-return (#ARGV - 1) / 9
+hset(KEYS[1], price)
+hset(KEYS[2], at)
+return (#ARGV - 1) / 2
 """
 
 
@@ -138,7 +160,7 @@ class TickWriter:
                     return
                 self._wake.wait(0.05)
                 self._wake.clear()
-                time.sleep(self.flush_interval)  # let a batch gather
+                self._gather()
                 continue
             batch = self._retry or self._take_batch()
             try:
@@ -154,6 +176,20 @@ class TickWriter:
             self._retry = []
             if self.outage_since is not None:
                 self._recovered()
+
+    def _gather(self) -> None:
+        """Let the batch grow while the socket threads are still adding to it (a burst
+        being read), for at most ``flush_interval``; go as soon as they stop. Each
+        ``sleep(0)`` hands the GIL over, so one loop is one turn of the readers."""
+        buffer = self._buffer
+        deadline = time.monotonic() + self.flush_interval
+        seen = len(buffer)
+        while seen < self.batch_max:
+            time.sleep(0)
+            now_seen = len(buffer)
+            if now_seen == seen or time.monotonic() >= deadline:
+                return
+            seen = now_seen
 
     def _take_batch(self) -> list[TickEntry]:
         buffer = self._buffer
@@ -178,36 +214,26 @@ class TickWriter:
         streams: list[str] = [keys.LAST_PRICE, keys.LAST_TICK_AT]
         slots: dict[int, int] = {}
         args: list = [self.maxlen]
-        extend = args.extend
-        last_price: dict[str, int] = {}
-        last_at: dict[str, int] = {}
+        append = args.append
         for ex, tk, ltp, ts, seq, vol, ltq, rx in batch:
             slot = slots.get(ex)
             if slot is None:
                 streams.append(self._streams.get(ex) or self._stream(ex))
                 slot = slots[ex] = len(streams)
-            extend((slot, tk, ex, ltp, ts, seq, "" if vol is None else vol,
-                    "" if ltq is None else ltq, rx))
-            field = f"{ex}:{tk}"
-            last_price[field] = ltp
-            last_at[field] = ts
+            append(tk)
+            if vol is None:
+                append(f"{slot},{ex},{ltp},{ts},{seq},,,{rx}")
+            else:
+                append(f"{slot},{ex},{ltp},{ts},{seq},{vol},{ltq},{rx}")
         try:
-            self._send(streams, args, last_price, last_at)
+            self._client.execute_command("EVALSHA", self._sha, len(streams), *streams, *args)
         except redis.exceptions.NoScriptError:  # Redis restarted and forgot the script
             self._sha = self._client.script_load(_XADD_BATCH)
-            self._send(streams, args, last_price, last_at)
+            self._client.execute_command("EVALSHA", self._sha, len(streams), *streams, *args)
         self.written += len(batch)
         if self._keep_latencies:
             now_ms = time.time() * 1000
             self.latencies_ms.extend(now_ms - entry.ts for entry in batch)
-
-    def _send(self, streams: list[str], args: list, last_price: dict, last_at: dict) -> None:
-        assert self._client is not None
-        pipe = self._client.pipeline(transaction=False)
-        pipe.execute_command("EVALSHA", self._sha, len(streams), *streams, *args)
-        pipe.hset(keys.LAST_PRICE, mapping=last_price)
-        pipe.hset(keys.LAST_TICK_AT, mapping=last_at)
-        pipe.execute()
 
     def _outage(self, exc: Exception) -> None:
         now = time.monotonic()

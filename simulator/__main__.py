@@ -1,4 +1,5 @@
-"""``python -m simulator [--host H] [--port 8600] [--seed N] [--tick-rate R]``."""
+"""``python -m simulator [--host H] [--port 8600] [--seed N] [--tick-rate R]
+[--engine-interval S]``."""
 
 from __future__ import annotations
 
@@ -34,6 +35,10 @@ def add_arguments(parser: argparse.ArgumentParser, defaults: SimConfig) -> None:
                         help="tick only in NSE hours instead of around the clock")
     parser.add_argument("--no-rate-limits", action="store_true",
                         default=not defaults.enforce_rate_limits)
+    parser.add_argument("--engine-interval", type=float, default=defaults.engine_interval,
+                        help="longest market engine step, s (shorter at high total rates)")
+    parser.add_argument("--engine-step-ticks", type=int, default=defaults.engine_step_ticks,
+                        help="updates one engine step aims at; fewer is smaller bursts")
 
 
 def config_from_args(args: argparse.Namespace, base: SimConfig | None = None) -> SimConfig:
@@ -41,6 +46,7 @@ def config_from_args(args: argparse.Namespace, base: SimConfig | None = None) ->
         host=args.host, port=args.port, seed=args.seed, tick_rate=args.tick_rate,
         replay_csv=args.replay_csv, market_always_open=not args.market_hours,
         enforce_rate_limits=not args.no_rate_limits,
+        engine_interval=args.engine_interval, engine_step_ticks=args.engine_step_ticks,
     )
 
 

@@ -40,7 +40,13 @@ class SimConfig:
     pin: str = DEMO_PIN
     api_key: str = DEMO_API_KEY
     totp_secret: str = DEMO_TOTP_SECRET
-    engine_interval: float = 0.02  # seconds between market engine steps
+    # Seconds between market engine steps, at most: at high total rates the step shrinks
+    # (down to engine_min_interval) so one step generates about engine_step_ticks updates.
+    # A tick is stamped when its step runs and written at the step's end, so the step is
+    # what the exchange timestamp lags the socket by, and the size of each burst.
+    engine_interval: float = 0.02
+    engine_min_interval: float = 0.002
+    engine_step_ticks: int = 40
     max_ws_buffer: int = 8 * 1024 * 1024  # a slower reader loses frames beyond this
 
     def with_overrides(self, **overrides: object) -> SimConfig:

@@ -150,13 +150,24 @@ class Simulator:
         now = loop.time()
         for state in self.market.instruments.values():
             state.next_due = now + self._rng.uniform(0.0, min(period, 1.0))
-        interval = self.config.engine_interval
+        interval = self.engine_interval
         while True:
             await asyncio.sleep(interval)
             try:
                 self.step(loop.time(), period)
             except Exception:  # the engine must outlive one bad step; say so, go on
                 logger.exception("market engine step failed; continuing")
+
+    @property
+    def engine_interval(self) -> float:
+        """Seconds between engine steps: short enough that a step makes about
+        ``engine_step_ticks`` updates, within [engine_min_interval, engine_interval]."""
+        config = self.config
+        total_rate = config.tick_rate * len(self.market.instruments)
+        if total_rate <= 0:
+            return config.engine_interval
+        wanted = config.engine_step_ticks / total_rate
+        return min(config.engine_interval, max(config.engine_min_interval, wanted))
 
     def set_clock(self, clock: Callable[[], datetime]) -> None:
         """Stand the simulator at another exchange time (tests of market hours)."""
@@ -176,6 +187,7 @@ class Simulator:
         is_open = self.market_open()
         if is_open and period != math.inf:
             now_ms = int(time.time() * 1000)
+            # Catch up to four longest steps' worth of a late engine, then skip the rest.
             cap = max(4, int(self.config.engine_interval / period * 4) + 1)
             publish = self.streams.publish
             uniform = self._rng.uniform

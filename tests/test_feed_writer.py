@@ -39,3 +39,27 @@ def test_the_stream_is_trimmed_near_maxlen(redis_client):
     length = redis_client.xlen(keys.TICKS_STREAM.format(exchange_type=2))
     assert 1000 <= length < 1300  # MAXLEN ~ trims whole nodes only
     assert redis_client.hget(keys.LAST_PRICE, "2:35001") == str(100 + 4999)
+
+
+def test_one_batch_across_exchange_types_fills_each_stream_and_both_hashes(redis_client):
+    writer = TickWriter(fast_redis)
+    batch = [
+        TickEntry(1, "3045", 80515, 1_000, 1, None, None, 1_001),
+        TickEntry(2, "35001", 1205, 2_000, 7, 50, 5, 2_002),
+        TickEntry(1, "3045", 80520, 3_000, 2, None, None, 3_003),
+        TickEntry(1, "odd,token", 100, 4_000, 1, None, None, 4_004),  # any text as token
+    ]
+
+    writer._write(batch)
+
+    nse = [f for _id, f in redis_client.xrange(keys.TICKS_STREAM.format(exchange_type=1))]
+    nfo = [f for _id, f in redis_client.xrange(keys.TICKS_STREAM.format(exchange_type=2))]
+    assert [(f["tk"], f["ltp"], f["seq"]) for f in nse] == [
+        ("3045", "80515", "1"), ("3045", "80520", "2"), ("odd,token", "100", "1")]
+    assert nfo == [{"tk": "35001", "ex": "2", "ltp": "1205", "ts": "2000", "seq": "7",
+                    "vol": "50", "ltq": "5", "rx": "2002"}]
+    assert redis_client.hgetall(keys.LAST_PRICE) == {
+        "1:3045": "80520", "2:35001": "1205", "1:odd,token": "100"}
+    assert redis_client.hget(keys.LAST_TICK_AT, "1:3045") == "3000"
+    assert writer.written == 4
+    writer.stop()

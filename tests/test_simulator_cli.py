@@ -97,3 +97,13 @@ def test_chaos_reports_a_refused_fault():
     with start_simulator(tick_rate=1) as sim:
         with pytest.raises(CommandError, match="kind must be"):
             call_command("chaos", "bad_frames", "--kind", "garbage", "--url", sim.rest_url)
+
+
+def test_engine_step_options_reach_the_config():
+    from simulator.__main__ import build_parser, config_from_args
+
+    args = build_parser().parse_args(["--engine-interval", "0.01", "--engine-step-ticks", "20"])
+    config = config_from_args(args)
+
+    assert (config.engine_interval, config.engine_step_ticks) == (0.01, 20)
+    assert config_from_args(build_parser().parse_args([])).engine_interval == 0.02

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from datetime import datetime
 
 import websocket
@@ -117,3 +118,41 @@ def test_replay_drives_the_instrument_from_a_candle_csv(tmp_path):
     assert len(got) >= 8
     prices = [t.ltp_paise for t in got[1:]]  # the first frame is the subscribe snapshot
     assert {(a, b) for a, b in zip(prices, prices[1:], strict=False)} <= steps
+
+
+def test_engine_steps_shrink_at_high_total_rates_down_to_the_floor():
+    from simulator.server import Simulator
+
+    def interval(**overrides) -> float:
+        return Simulator(SimConfig(**overrides)).engine_interval
+
+    assert interval(tick_rate=1.5) == 0.02  # 75 updates/s: the longest step
+    assert interval(tick_rate=100) == 40 / 5000  # about 40 updates a step
+    assert interval(tick_rate=400) == 0.002  # 20,000 updates/s: the floor
+    assert interval(tick_rate=400, engine_min_interval=0.004) == 0.004
+    assert interval(tick_rate=0) == 0.02
+
+
+def test_at_twenty_thousand_ticks_a_second_frames_come_in_small_bursts():
+    from simulator.config import DEMO_API_KEY, DEMO_CLIENT_CODE
+
+    with start_simulator(enforce_rate_limits=False, tick_rate=400) as sim:
+        client = sim.client()
+        assert client.login().status == 200
+        headers = [f"Authorization: Bearer {client.jwt}", f"x-api-key: {DEMO_API_KEY}",
+                   f"x-client-code: {DEMO_CLIENT_CODE}", f"x-feed-token: {client.feed_token}"]
+        ws = websocket.create_connection(sim.ws_url, header=headers, timeout=5)
+        tokens = [token for _, token, _ in SimConfig().instruments]
+        ws.send(codec.subscription_request(1, codec.MODE_LTP, {1: tokens}, "burst"))
+        stamps: list[int] = []
+        try:
+            while len(stamps) < 3000:
+                op, data = ws.recv_data()
+                if op == 0x2:
+                    stamps.append(codec.decode(data)[4])
+        finally:
+            ws.close()
+
+    per_stamp = sorted(Counter(stamps).values())
+    median = per_stamp[len(per_stamp) // 2]
+    assert median <= 100, per_stamp  # one 20 ms step would stamp ~400 ticks alike

@@ -215,6 +215,14 @@ def _error_for_status(route: str, status: int, text: str) -> BrokerError:
     snippet = text.strip()[:80]
     if status == 401:
         return SessionExpiredError(f"unauthorised {snippet!r}", route=route, http_status=status)
+    if 300 <= status < 400:
+        # Redirects are not followed (a POST would turn into a GET); the URL is wrong,
+        # e.g. http:// or the old host name.
+        return ConfigurationError(
+            "redirected; set ANGEL_REST_URL to the final https:// root",
+            route=route,
+            http_status=status,
+        )
     if status in (404, 405):
         return ConfigurationError(
             f"no such route (check ANGEL_REST_URL) {snippet!r}", route=route, http_status=status

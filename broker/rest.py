@@ -71,7 +71,7 @@ CANDLE_INTERVAL_DAYS = {
 }
 QUOTE_MODES = ("LTP", "OHLC", "FULL")
 QUOTE_TOKENS_PER_REQUEST = 50
-ORDERTAG_MAX = 20
+ORDERTAG_MAX = 19  # "ordertag must be < 20 characters": Angel answers AB4008 at 20
 # Read routes that a failed call may simply repeat (login and refresh are the session's).
 _RETRYABLE_READS = frozenset(
     route
@@ -300,8 +300,10 @@ class SmartApiClient:
         tag = params.get("ordertag")
         if tag is not None and len(str(tag)) > ORDERTAG_MAX:
             raise RejectedError(
-                f"ordertag {tag!r} is {len(str(tag))} characters; at most {ORDERTAG_MAX}",
+                f"ordertag {tag!r} is {len(str(tag))} characters; at most {ORDERTAG_MAX}"
+                " (Angel refuses 20 or more with AB4008)",
                 route="placeOrder",
+                code="AB4008",
             )
         return self._send("placeOrder", _strings(params), priority=priority)
 
@@ -344,6 +346,10 @@ class SmartApiClient:
             for exchange, token in pairs[start : start + QUOTE_TOKENS_PER_REQUEST]:
                 chunk.setdefault(exchange, []).append(token)
             data = self._call("quote", {"mode": mode, "exchangeTokens": chunk}) or {}
+            if not isinstance(data, dict):
+                raise ProtocolError(
+                    f"expected fetched/unfetched, got a {type(data).__name__}", route="quote"
+                )
             fetched.extend(data.get("fetched") or [])
             unfetched.extend(data.get("unfetched") or [])
         return {"fetched": fetched, "unfetched": unfetched}

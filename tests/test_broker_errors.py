@@ -87,6 +87,8 @@ CASES = [
     ("placeOrder", 504, "", AmbiguousError, ""),
     ("getProfile", 401, "", SessionExpiredError, ""),
     ("getProfile", 404, "Not Found", ConfigurationError, ""),
+    ("placeOrder", 301, "<html><body>Moved Permanently</body></html>", ConfigurationError, ""),
+    ("getOrderBook", 302, "", ConfigurationError, ""),
     ("getProfile", 400, "Bad Request", RejectedError, ""),
     ("getProfile", 429, "slow down", RateLimitedError, ""),
     ("getProfile", 201, a("", status=True, data={"x": 1}), ProtocolError, ""),

@@ -281,15 +281,18 @@ def test_books_with_null_data_or_not_found_codes_are_empty_lists(fake, client):
     assert client.get_holding() == []
 
 
-def test_an_overlong_ordertag_is_refused_before_sending(fake, client):
-    with pytest.raises(RejectedError, match="21 characters"):
-        client.place_order({**ORDER, "ordertag": "x" * 21})
+@pytest.mark.parametrize("length", [20, 21])
+def test_an_ordertag_of_twenty_or_more_is_refused_before_sending(fake, client, length):
+    # smartapi.md §1.6: ordertag must be < 20 characters, else AB4008.
+    with pytest.raises(RejectedError, match=f"{length} characters") as caught:
+        client.place_order({**ORDER, "ordertag": "x" * length})
 
+    assert caught.value.code == "AB4008"
     assert fake.seen("placeOrder") == []
 
 
 def test_place_order_sends_strings_and_returns_the_order_ids(fake, client):
-    data = client.place_order({**ORDER, "ordertag": "t" * 20, "triggerprice": None})
+    data = client.place_order({**ORDER, "ordertag": "t" * 19, "triggerprice": None})
 
     body = fake.seen("placeOrder")[0].body
     assert data == {"script": "SBIN-EQ", "orderid": "000001", "uniqueorderid": "u-000001"}
@@ -323,6 +326,13 @@ def test_market_quote_splits_tokens_into_requests_of_fifty(fake, client):
         *tokens["NSE"],
         *tokens["NFO"],
     }
+
+
+def test_a_quote_answer_without_fetched_and_unfetched_is_a_protocol_error(fake, client):
+    fake.script("quote", Reply(body=envelope_a(["not", "an", "object"])))
+
+    with pytest.raises(ProtocolError, match="quote.*expected fetched/unfetched, got a list"):
+        client.market_quote("LTP", {"NSE": ["3045"]})
 
 
 def test_candle_dates_are_sent_in_ist_minutes(fake, client):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import threading
+import time
+from datetime import datetime, timedelta
 
 import pytest
 import redis
@@ -12,9 +14,16 @@ import redis
 from broker.errors import ConfigurationError, SessionExpiredError, TransientError
 from broker.limiter import RateLimiter
 from broker.rest import SmartApiClient
-from broker.session import BrokerSession, require_credentials, session_status
+from broker.session import (
+    DAILY_CUTOFF,
+    BrokerSession,
+    require_credentials,
+    session_end,
+    session_status,
+)
 from broker.testing import FakeAngel, Reply, envelope_a
 from tradebot import keys
+from tradebot.market_hours import IST
 
 
 @pytest.fixture
@@ -40,6 +49,7 @@ def make_session(fake: FakeAngel, connection, **kw) -> BrokerSession:
         fake.pin,
         fake.totp_secret,
         kw.pop("lifetime_seconds", 3600.0),
+        daily_cutoff=kw.pop("daily_cutoff", None),  # lifetimes exact whatever the hour
         **kw,
     )
 
@@ -191,6 +201,54 @@ def test_refresh_falls_back_to_a_full_login_when_the_refresh_token_is_refused(
     assert fake.state.logins == 2
     assert tokens.jwt in fake.state.jwts
     assert "refresh refused" in caplog.text and "AB8051" in caplog.text
+
+
+def _ist(day: datetime, hour: int, minute: int = 0) -> float:
+    return day.replace(hour=hour, minute=minute, second=0, microsecond=0).timestamp()
+
+
+@pytest.mark.parametrize(
+    "issued, expected",
+    [
+        ((15, 0), (1, 5, 0)),  # afternoon login: ends at tomorrow's 05:00 IST
+        ((0, 30), (0, 5, 0)),  # after midnight: ends at today's 05:00
+        ((5, 0), (1, 5, 0)),  # exactly at the cut-off: a whole day
+    ],
+)
+def test_a_session_ends_at_the_next_daily_cutoff_in_ist(issued, expected):
+    day = datetime(2026, 3, 10, tzinfo=IST)
+    days, hour, minute = expected
+
+    end = session_end(_ist(day, *issued), 24 * 3600)
+
+    assert DAILY_CUTOFF.hour == 5
+    assert end == _ist(day + timedelta(days=days), hour, minute)
+
+
+def test_a_short_lifetime_ends_before_the_cutoff_and_none_disables_it():
+    issued = _ist(datetime(2026, 3, 10, tzinfo=IST), 9, 0)
+
+    assert session_end(issued, 600) == issued + 600
+    assert session_end(issued, 48 * 3600, None) == issued + 48 * 3600
+
+
+def test_a_login_in_the_afternoon_is_expected_to_end_before_the_next_morning(fake, connection):
+    tomorrow = datetime.fromtimestamp(time.time(), IST) + timedelta(days=1)
+    now = [_ist(tomorrow, 15, 0)]  # in the future, so Redis keeps the key until then
+    session = make_session(
+        fake,
+        connection,
+        lifetime_seconds=24 * 3600,
+        daily_cutoff=DAILY_CUTOFF,
+        clock=lambda: now[0],
+    )
+
+    tokens = session.current()
+
+    assert tokens.expires_at == _ist(tomorrow + timedelta(days=1), 5, 0)
+    assert session.expires_in() == 14 * 3600
+    now[0] = tokens.expires_at
+    assert session.current().jwt != tokens.jwt and fake.state.logins == 2
 
 
 def test_an_expired_session_is_replaced_by_a_login(fake, connection):

@@ -85,6 +85,31 @@ def test_chaos_arms_a_fault_and_prints_the_answer():
         assert sim.fault_log()[-1]["fault"] == "rest_error"
 
 
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["reject_orders", "--count", "2", "--text", "RMS: margin"],
+         {"count": 2, "text": "RMS: margin"}),
+        (["lose_order_response", "--mode", "hang", "--hang-seconds", "4"],
+         {"mode": "hang", "hang_seconds": 4.0}),
+        (["expire_sessions", "--drop-streams"], {"sessions": 0, "connections": 0}),
+        (["drop_ws", "--include-order-updates"], {"connections": 0}),
+        (["restart", "--no-keep-sessions"], {"keep_sessions": False}),
+    ],
+)
+def test_chaos_passes_every_fault_option(argv, expected):
+    with start_simulator(tick_rate=1) as sim:
+        out = StringIO()
+
+        call_command("chaos", *argv, "--url", sim.rest_url, stdout=out)
+
+        answer = json.loads(out.getvalue())
+        assert answer["ok"] is True and answer["fault"] == argv[0]
+        assert expected.items() <= answer.items()
+        logged = [e for e in sim.fault_log() if e["event"] == "applied"][-1]
+        assert logged["fault"] == argv[0] and expected.items() <= logged.items()
+
+
 def test_chaos_says_clearly_when_the_simulator_is_not_running():
     with start_simulator(tick_rate=1) as sim:
         url = sim.rest_url  # a port that was just ours, now closed

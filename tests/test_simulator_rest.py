@@ -10,6 +10,7 @@ import pytest
 
 from simulator.config import DEMO_API_KEY, DEMO_TOTP_SECRET
 from simulator.faults import ROUTES
+from simulator.ratelimit import LIMITS, RateLimiter
 from simulator.rest import ROUTE_PATHS
 from simulator.testing import DemoClient, start_simulator
 
@@ -362,7 +363,9 @@ def test_quote_refuses_more_than_fifty_tokens(api, sim):
 
     reply = api.call("getMarketData", {"mode": "LTP", "exchangeTokens": {"NSE": tokens}})
 
-    assert reply.json["status"] is False
+    assert len(tokens) > 50
+    assert_envelope_a(reply, status=False, code="AB2000")
+    assert "50 tokens" in reply.json["message"] and reply.data is None
 
 
 def test_search_scrip_finds_symbols_and_answers_an_empty_list(api):
@@ -429,3 +432,36 @@ def test_the_api_key_header_is_checked_on_every_call(sim):
     client.api_key = "wrong"
 
     assert_envelope_b(client.call("getRMS"), "AG8004")
+
+
+def test_a_burst_of_orders_early_in_a_minute_blocks_the_rest_of_that_minute():
+    limiter = RateLimiter()
+    # 20 a second (the per-second cap, never exceeded) for 30 seconds.
+    stamps = [second + k * 0.04 for second in range(30) for k in range(20)]
+
+    admitted = sum(limiter.allow("placeOrder", now=t) for t in stamps)
+
+    assert admitted == 500  # smartapi.md §2.2: 500 a minute
+    assert not limiter.allow("placeOrder", now=59.99)
+    assert limiter.allow("placeOrder", now=60.0)  # the first call left the window
+
+
+def test_candles_admit_three_a_second():
+    limiter = RateLimiter()
+
+    answers = [limiter.allow("getCandleData", now=t) for t in (0.0, 0.1, 0.2, 0.3, 1.0)]
+
+    assert LIMITS["getCandleData"] == (3, 180, 5000)
+    assert answers == [True, True, True, False, True]
+
+
+def test_orders_are_held_to_1000_an_hour_across_minutes():
+    limiter = RateLimiter()
+    stamps = [minute * 60 + k * 0.1 for minute in range(3) for k in range(500)]
+
+    admitted = sum(limiter.allow("placeOrder", now=t) for t in stamps)
+
+    assert LIMITS["placeOrder"] == (20, 500, 1000)
+    assert admitted == 1000  # two full minutes, then the hour window is full
+    assert not limiter.allow("placeOrder", now=3599.0)
+    assert limiter.allow("placeOrder", now=3600.5)

@@ -1,4 +1,4 @@
-"""``manage.py chaos FAULT [--seconds N] [--count N] [--route R] [--kind K] [--url URL]``.
+"""``manage.py chaos FAULT [options]``: every parameter of POST /_sim/faults has a flag.
 
 Arms a fault on the running simulator through its control endpoint and prints the
 simulator's answer. Examples::
@@ -6,11 +6,14 @@ simulator's answer. Examples::
     manage.py chaos drop_ws
     manage.py chaos stall --seconds 15
     manage.py chaos rest_error --route getCandleData --kind AB1004 --count 3
-    manage.py chaos restart --down-seconds 5
+    manage.py chaos restart --down-seconds 5 --no-keep-sessions
+    manage.py chaos lose_order_response --mode hang --hang-seconds 20
+    manage.py chaos expire_sessions --drop-streams
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import urllib.error
 import urllib.request
@@ -34,6 +37,25 @@ class Command(BaseCommand):
         parser.add_argument("--delay-seconds", type=float)
         parser.add_argument("--down-seconds", type=float)
         parser.add_argument("--mode", help="lose_order_response: drop or hang")
+        parser.add_argument("--hang-seconds", type=float, help="lose_order_response --mode hang")
+        parser.add_argument("--text", help="reject_orders: the rejection reason")
+        parser.add_argument(
+            "--keep-sessions",
+            action=argparse.BooleanOptionalAction,
+            help="restart: keep (default) or end every session",
+        )
+        parser.add_argument(
+            "--include-order-updates",
+            action="store_true",
+            default=None,
+            help="drop_ws: also drop /smart-order-update connections",
+        )
+        parser.add_argument(
+            "--drop-streams",
+            action="store_true",
+            default=None,
+            help="expire_sessions: also drop every WebSocket",
+        )
         parser.add_argument("--url", help="simulator root, default http://SIMULATOR_HOST:PORT")
 
     def handle(self, *args, **options):
@@ -43,7 +65,8 @@ class Command(BaseCommand):
         )
         body = {"fault": options["fault"]}
         for name in ("seconds", "count", "route", "kind", "status", "delay_seconds",
-                     "down_seconds", "mode"):
+                     "down_seconds", "mode", "hang_seconds", "text", "keep_sessions",
+                     "include_order_updates", "drop_streams"):
             if options.get(name) is not None:
                 body[name] = options[name]
         root = root.rstrip("/")

@@ -21,7 +21,8 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from datetime import time as clock_time
 from typing import TypeVar
 
 import pyotp
@@ -44,6 +45,10 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 TOTP_STEP = 30  # seconds (RFC 6238, as Angel uses it)
+# Angel's tokens last one trading day (smartapi.md §1.5: "login every day"; 24-28 h at
+# most). A session is treated as ended at the next 05:00 IST even if its lifetime is
+# longer, so the bot logs in fresh each morning instead of failing its first calls.
+DAILY_CUTOFF = clock_time(5, 0)
 
 # Compare-and-delete: only the holder of the lock token may release it.
 _RELEASE = """
@@ -82,6 +87,21 @@ def require_credentials(
         ) from None
 
 
+def session_end(
+    issued_at: float, lifetime_seconds: float, cutoff: clock_time | None = DAILY_CUTOFF
+) -> float:
+    """When a session issued at ``issued_at`` (epoch s) is expected to end: after its
+    lifetime, or at the first ``cutoff`` (IST wall time) after issue, whichever is first."""
+    end = issued_at + lifetime_seconds
+    if cutoff is None:
+        return end
+    issued = datetime.fromtimestamp(issued_at, IST)
+    boundary = issued.replace(hour=cutoff.hour, minute=cutoff.minute, second=0, microsecond=0)
+    if boundary <= issued:
+        boundary += timedelta(days=1)
+    return min(end, boundary.timestamp())
+
+
 @dataclass(frozen=True)
 class SessionTokens:
     """The three tokens of one session and when it was issued / is expected to end."""
@@ -90,7 +110,7 @@ class SessionTokens:
     refresh_token: str
     feed_token: str
     issued_at: float  # epoch seconds
-    expires_at: float  # epoch seconds, issued_at + the configured lifetime
+    expires_at: float  # epoch seconds: the lifetime, or the next daily cut-off if sooner
 
     def __repr__(self) -> str:
         issued = datetime.fromtimestamp(self.issued_at, IST).strftime("%Y-%m-%d %H:%M:%S")
@@ -143,6 +163,7 @@ class BrokerSession:
         lifetime_seconds: float,
         *,
         lock_timeout: float = 90.0,
+        daily_cutoff: clock_time | None = DAILY_CUTOFF,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -152,6 +173,7 @@ class BrokerSession:
         self._pin = pin
         self._totp = pyotp.TOTP(totp_secret)
         self.lifetime_seconds = lifetime_seconds
+        self.daily_cutoff = daily_cutoff
         self._redis = redis_client
         self._key = keys.SESSION.format(client_code=client_code)
         self._lock_key = keys.SESSION_LOCK.format(client_code=client_code)
@@ -211,6 +233,17 @@ class BrokerSession:
         when there is no session."""
         tokens = self.stored()
         return None if tokens is None else tokens.expires_at - self._clock()
+
+    def refresh_would_extend(self, margin: float = 60.0) -> bool:
+        """Would tokens refreshed now end later than the stored ones? Not when both end
+        at the same daily cut-off: then only a login after the cut-off helps."""
+        tokens = self.stored()
+        if tokens is None:
+            return False
+        now = self._clock()
+        return session_end(now, self.lifetime_seconds, self.daily_cutoff) > (
+            tokens.expires_at + margin
+        )
 
     def age_seconds(self) -> float | None:
         tokens = self.stored()
@@ -320,7 +353,7 @@ class BrokerSession:
             refresh_token=data["refreshToken"],
             feed_token=data.get("feedToken") or "",
             issued_at=issued_at,
-            expires_at=issued_at + self.lifetime_seconds,
+            expires_at=session_end(issued_at, self.lifetime_seconds, self.daily_cutoff),
         )
         mapping = {
             "jwt": tokens.jwt,

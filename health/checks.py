@@ -13,7 +13,7 @@ from django.db import connection
 
 from health.models import HealthCheck
 from tradebot import keys
-from tradebot.market_hours import is_market_open, now_ist
+from tradebot.market_hours import is_market_open, now_ist, opens_within
 
 Status = HealthCheck.Status
 
@@ -87,9 +87,12 @@ def check_session(session) -> tuple[str, str]:
         expires_in = session.expires_in()
     except Exception as exc:
         return Status.DOWN, f"{exc.__class__.__name__}: {exc}"
+    warn = settings.SESSION_WARN_BEFORE_MINUTES * 60
+    live = expires_in is not None and expires_in > 0
+    if not live and not opens_within(now_ist(), warn, settings.MARKET_ALWAYS_OPEN):
+        return Status.CLOSED, "market closed; the token check logs in before the open"
     if expires_in is None:
         return Status.DEGRADED, "not logged in yet"
-    warn = settings.SESSION_WARN_BEFORE_MINUTES * 60
     if expires_in <= 0:
         return Status.DOWN, "session expired"
     if expires_in < warn:

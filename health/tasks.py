@@ -7,10 +7,12 @@ import logging
 import time
 
 from celery import shared_task
+from django.conf import settings
 
 from health import checks
 from health.models import HealthCheck
 from tradebot import keys, state
+from tradebot.market_hours import now_ist, opens_within
 
 log = logging.getLogger(__name__)
 
@@ -96,25 +98,22 @@ def _report_change(row: HealthCheck) -> None:
 
 @shared_task(name="health.tasks.token_check", ignore_result=True)
 def token_check() -> dict:
-    """Warn an hour before the broker session runs out, then refresh (or log in by TOTP)."""
-    from broker.factory import get_redis
-
+    """Keep the broker session ahead of expiry: warn an hour before it ends, refresh it,
+    and log in by TOTP when there is none while the market is open or about to open."""
     session = _session_or_none()
     if session is None:
         return {"session": "not configured"}
     expires_in = session.expires_in()
-    if expires_in is None:
-        return {"session": "not logged in"}
-    from django.conf import settings
+    if expires_in is None or expires_in <= 0:
+        return _login_if_needed(session)
 
     warn = settings.SESSION_WARN_BEFORE_MINUTES * 60
     if expires_in > warn:
         return {"session": "ok", "expires_in": expires_in}
-    if _once_per_window(get_redis(), "session-warning", 3600):
-        state.record(
-            "session", f"broker session expires in {expires_in / 60:.0f} min; refreshing",
-            level="warning",
-        )
+    _warn_once(f"broker session expires in {expires_in / 60:.0f} min")
+    if not session.refresh_would_extend():
+        # Refreshed tokens end at the same daily cut-off: log in anew once it has passed.
+        return {"session": "ends at the daily cut-off", "expires_in": expires_in}
     try:
         session.refresh()
     except Exception as exc:
@@ -122,3 +121,28 @@ def token_check() -> dict:
         return {"session": "refresh failed", "error": str(exc)}
     state.record("session", "broker session refreshed ahead of expiry")
     return {"session": "refreshed", "expires_in": session.expires_in()}
+
+
+def _warn_once(message: str) -> None:
+    from broker.factory import get_redis
+
+    try:
+        first = _once_per_window(get_redis(), "session-warning", 3600)
+    except Exception:
+        first = True  # Redis down: better a repeated warning than none
+    if first:
+        state.record("session", message, level="warning")
+
+
+def _login_if_needed(session) -> dict:
+    """No live session: log in now if trading is near, else wait (no auth calls at night)."""
+    warn = settings.SESSION_WARN_BEFORE_MINUTES * 60
+    if not opens_within(now_ist(), warn, settings.MARKET_ALWAYS_OPEN):
+        return {"session": "not logged in", "market": "closed"}
+    try:
+        session.login()
+    except Exception as exc:
+        state.record("session", f"login failed: {exc}", level="error")
+        return {"session": "login failed", "error": str(exc)}
+    state.record("session", "logged in to the broker (TOTP) for the trading day")
+    return {"session": "logged in", "expires_in": session.expires_in()}

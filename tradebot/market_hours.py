@@ -95,3 +95,10 @@ def next_open(moment: datetime) -> datetime:
         if is_trading_day(day) and local < closes:
             return max(opens, local) if local >= opens else opens
         day += timedelta(days=1)
+
+
+def opens_within(moment: datetime, seconds: float, always_open: bool = False) -> bool:
+    """True when the market is open at ``moment`` or opens within ``seconds`` of it."""
+    if is_market_open(moment, always_open):
+        return True
+    return (next_open(moment) - to_ist(moment)).total_seconds() <= seconds

@@ -96,6 +96,28 @@ class _RateLimitedLog:
             self._next = now + self.every
 
 
+class RefreshGate:
+    """At most one session refresh per ``interval`` for all the connections sharing it.
+
+    A refusal that comes right after a refresh is not about the tokens (they are new), so
+    the other connections of the feed back off instead of asking for a refresh of their
+    own. Across processes the session itself makes sure a stale token is replaced once.
+    """
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._last = float("-inf")
+        self._lock = threading.Lock()
+
+    def claim(self, now: float) -> bool:
+        """True when the caller may refresh now (and the next one must wait)."""
+        with self._lock:
+            if now - self._last < self.interval:
+                return False
+            self._last = now
+            return True
+
+
 class FeedConnection:
     def __init__(
         self,
@@ -106,6 +128,7 @@ class FeedConnection:
         clock: Clock | None = None,
         market_open: Callable[[], bool] = lambda: True,
         backoff: Backoff | None = None,
+        refresh_gate: RefreshGate | None = None,
     ) -> None:
         self.index = index
         self.name = f"connection {index + 1}"
@@ -122,7 +145,7 @@ class FeedConnection:
         self._thread: threading.Thread | None = None
         self._app: websocket.WebSocketApp | None = None
         self._attempt: _Attempt | None = None
-        self._last_refresh = float("-inf")
+        self._refresh_gate = refresh_gate or RefreshGate(config.auth_refresh_interval)
         self._creds = None  # the tokens of the latest attempt
         self._reset_requested = False
         self._wanted: set[Key] = set()
@@ -335,19 +358,23 @@ class FeedConnection:
         attempt_no, fast = self.backoff.attempt, self.backoff.policy.fast_attempts
         if attempt_no <= fast:
             log.warning(
-                "WebSocket connection attempt %d/%d, retrying in %s s (%s)",
-                attempt_no, fast, _seconds(delay), reason,
+                "WebSocket connection attempt %d/%d, retrying in %s s (%s: %s)",
+                attempt_no, fast, _seconds(delay), self.name, reason,
             )
         else:
             log.warning(
-                "WebSocket connection attempt %d (feed DOWN), retrying in %s s (%s)",
-                attempt_no, _seconds(delay), reason,
+                "WebSocket connection attempt %d (feed DOWN), retrying in %s s (%s: %s)",
+                attempt_no, _seconds(delay), self.name, reason,
             )
-        if attempt_no == fast:
+        # No socket while waiting: never CONNECTED here, or the watchdog would cut the wait
+        # short. A connection that opened but never got healthy goes DOWN again at once.
+        if attempt_no < fast:
+            self.state = CONNECTING
+        elif self.state != DOWN:
             self.state = DOWN
             record(
                 "feed",
-                f"market feed DOWN: {fast} connection attempts failed on {self.name} "
+                f"market feed DOWN: {attempt_no} connection attempts failed on {self.name} "
                 f"({reason}); retrying every {self.backoff.policy.cap:.0f} s",
                 level="error",
                 connection=self.index + 1,
@@ -356,10 +383,8 @@ class FeedConnection:
         self._wake.clear()
 
     def _refresh_tokens(self, reason: str) -> bool:
-        now = self._clock.monotonic()
-        if now - self._last_refresh < self.config.auth_refresh_interval:
+        if not self._refresh_gate.claim(self._clock.monotonic()):
             return False  # refreshed moments ago: the refusal is not about our tokens
-        self._last_refresh = now
         log.warning("%s: %s; refreshing the session before reconnecting", self.name, reason)
         try:
             self._credentials.refresh(self._creds)

@@ -26,7 +26,7 @@ from redis.retry import Retry
 
 from feeds.clock import Clock
 from feeds.config import FeedConfig
-from feeds.connection import CONNECTED, DOWN, MARKET_CLOSED, FeedConnection
+from feeds.connection import CONNECTED, DOWN, MARKET_CLOSED, FeedConnection, RefreshGate
 from feeds.control import COMMANDS
 from feeds.credentials import CredentialSource
 from feeds.registry import MAX_TOKENS_PER_CONNECTION, Key
@@ -110,6 +110,7 @@ class FeedWorker:
         self._redis = control_redis()
         self.slots = SlotLeases(self._redis, self.client_code)
         self.connections: list[FeedConnection] = []
+        self._refresh_gate = RefreshGate(config.auth_refresh_interval)  # one for all sockets
         self.stop_event = threading.Event()
         self.stop_reason = ""
         self.loop_interval = loop_interval
@@ -207,7 +208,7 @@ class FeedWorker:
     def _add_connection(self, slot: int) -> FeedConnection:
         connection = FeedConnection(
             slot, self.config, self.credentials, self.writer.put,
-            clock=self.clock, market_open=self.market_open,
+            clock=self.clock, market_open=self.market_open, refresh_gate=self._refresh_gate,
         )
         self.connections.append(connection)
         return connection

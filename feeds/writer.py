@@ -74,6 +74,35 @@ return (#ARGV - 1) / 2
 """
 
 
+def _is_outage(exc: Exception) -> bool:
+    """True when waiting may help: Redis down, loading, out of memory, read-only. False
+    for an error the script raised on this batch (a key of the wrong type, bad data) and
+    for bugs here; those drop the batch instead of blocking the stream behind it."""
+    if isinstance(exc, OSError):
+        return True
+    if not isinstance(exc, redis.RedisError):
+        return False
+    return not (isinstance(exc, redis.ResponseError) and "user_script" in str(exc))
+
+
+class _RateLimitedError:
+    """The first occurrence at once, then at most one line per ``every`` seconds."""
+
+    def __init__(self, every: float = 10.0) -> None:
+        self.every = every
+        self._next = 0.0
+        self._pending = 0
+
+    def hit(self, message: str, *args) -> None:
+        self._pending += 1
+        now = time.monotonic()
+        if now >= self._next:
+            log.error(message + " (%d such batches in the last %.0f s)", *args, self._pending,
+                      self.every)
+            self._pending = 0
+            self._next = now + self.every
+
+
 class TickEntry(NamedTuple):
     """One tick as the stream stores it (contract: CONTRACTS.md, tick stream entry)."""
 
@@ -116,6 +145,7 @@ class TickWriter:
         self.dropped = 0
         self.outage_since: float | None = None
         self.last_error = ""
+        self._rejected = _RateLimitedError()
         self.latencies_ms: deque[float] = deque(maxlen=keep_latencies or 1)
         self._keep_latencies = keep_latencies > 0
 
@@ -165,7 +195,10 @@ class TickWriter:
             batch = self._retry or self._take_batch()
             try:
                 self._write(batch)
-            except (redis.RedisError, OSError) as exc:  # down, or refusing (OOM, READONLY)
+            except Exception as exc:  # Redis down or refusing: keep the batch, retry
+                if not _is_outage(exc):  # a batch that can never be written: drop it
+                    self._discard(batch, exc)
+                    continue
                 self._retry = batch
                 self._outage(exc)
                 if self._stop.is_set():
@@ -234,6 +267,16 @@ class TickWriter:
         if self._keep_latencies:
             now_ms = time.time() * 1000
             self.latencies_ms.extend(now_ms - entry.ts for entry in batch)
+
+    def _discard(self, batch: list[TickEntry], exc: Exception) -> None:
+        """Drop a batch Redis will never take (or that hit a bug here), counted, so one bad
+        batch cannot stop every tick behind it. Not retried: the script may have written
+        part of it before failing, and a retry would add that part again."""
+        self._retry = []
+        self.dropped += len(batch)
+        self.last_error = f"tick batch dropped: {exc.__class__.__name__}: {exc}"[:200]
+        self._rejected.hit("Redis rejected a batch of %d ticks; dropped: %s: %s",
+                           len(batch), exc.__class__.__name__, exc)
 
     def _outage(self, exc: Exception) -> None:
         now = time.monotonic()

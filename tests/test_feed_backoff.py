@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
 
 import pytest
 
@@ -160,3 +161,33 @@ def test_a_short_lived_connection_keeps_counting(simulator, redis_client, caplog
 
     retry = attempt_lines(caplog)
     assert retry[0].startswith("WebSocket connection attempt 8/10")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_connection_that_drops_before_getting_healthy_again_is_down_again(simulator,
+                                                                           redis_client,
+                                                                           caplog):
+    caplog.set_level(logging.WARNING, logger="feeds")
+    policy = BackoffPolicy(first_max=0.1, base=0.2, cap=5.0, healthy_seconds=60.0)
+    ticks: list = []
+    connection = FeedConnection(0, fast_config(simulator.ws_url, backoff=policy),
+                                SessionCredentials(), ticks.append)
+    connection.subscribe(2, WATCHLIST)
+    thread = start_loop(connection)
+    wait_for(lambda: ticks, 10, "first tick")
+    connection.backoff.attempt = 10  # it had been DOWN and has only just come back
+
+    simulator.fault("drop_ws")
+    wait_for(lambda: any(line.startswith("WebSocket connection attempt 11 (feed DOWN), "
+                                         "retrying in 5.0 s") for line in attempt_lines(caplog)),
+             5, "the attempt at the cap")
+    connection.watchdog(time.monotonic() + 100.0)  # long silent: must not cut the wait short
+    state = connection.state
+    connection.stop()
+    thread.join(5)
+
+    assert state == DOWN
+    assert connection.opens == 1
+    assert not any("Closing connection 1" in r.getMessage() for r in caplog.records)
+    alert = Activity.objects.get(component="feed", level="error")
+    assert "market feed DOWN: 11 connection attempts failed on connection 1" in alert.message

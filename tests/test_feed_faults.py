@@ -96,6 +96,26 @@ def test_a_refused_handshake_refreshes_the_session_once_then_reconnects(feed, si
     assert after["logins"] == before["logins"]
 
 
+@pytest.mark.parametrize("feed", [{"connections": 3}], indirect=True)
+def test_a_403_on_all_three_connections_costs_one_shared_session_refresh(feed, simulator,
+                                                                         redis_client, logs):
+    before = simulator.stats()
+
+    simulator.fault("refuse_handshake", seconds=1.0, status=403)
+    simulator.fault("drop_ws")
+
+    wait_for(lambda: all(c.opens >= 2 and c.state == "CONNECTED" for c in feed.connections),
+             10, "all three connections back")
+    flowing_again(redis_client)
+    after = simulator.stats()
+    refused = {name for name in ("connection 1", "connection 2", "connection 3")
+               if said(logs, f"({name}: handshake refused: HTTP 403")}
+    assert refused == {"connection 1", "connection 2", "connection 3"}
+    assert len([m for m in messages(logs) if "refreshing the session" in m]) == 1
+    assert after["token_refreshes"] - before["token_refreshes"] == 1
+    assert after["logins"] == before["logins"]
+
+
 def test_expired_sessions_cost_one_login_then_ticks_flow(feed, simulator, redis_client, logs):
     before = simulator.stats()
 

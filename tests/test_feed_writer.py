@@ -63,3 +63,28 @@ def test_one_batch_across_exchange_types_fills_each_stream_and_both_hashes(redis
     assert redis_client.hget(keys.LAST_TICK_AT, "1:3045") == "3000"
     assert writer.written == 4
     writer.stop()
+
+
+def test_a_batch_redis_rejects_is_dropped_counted_and_the_ticks_behind_it_flow(redis_client,
+                                                                                caplog):
+    redis_client.set(keys.TICKS_STREAM.format(exchange_type=1), "not a stream")
+    writer = TickWriter(fast_redis)
+    writer.put(TickEntry(2, "35001", 1205, 1_000, 1, 50, 5, 1_001))  # one batch: both in
+    writer.put(TickEntry(1, "3045", 80515, 2_000, 1, None, None, 2_001))  # before the start
+
+    writer.start()
+    wait_for(lambda: writer.dropped == 2, 3, "the rejected batch dropped")
+    redis_client.delete(keys.TICKS_STREAM.format(exchange_type=1))
+    writer.put(TickEntry(1, "3045", 80520, 3_000, 2, None, None, 3_001))
+    wait_for(lambda: writer.written == 1, 3, "the next tick written")
+    writer.stop()
+
+    nse = redis_client.xrange(keys.TICKS_STREAM.format(exchange_type=1))
+    nfo = redis_client.xrange(keys.TICKS_STREAM.format(exchange_type=2))
+    assert [f["ltp"] for _id, f in nse] == ["80520"]
+    assert len(nfo) <= 1  # written at most once, never again by a retry
+    assert writer.redis_ok and "WRONGTYPE" in writer.last_error
+    lines = [r.getMessage() for r in caplog.records if r.name == "feeds.writer"]
+    assert any(m.startswith("Redis rejected a batch of 2 ticks; dropped: ResponseError")
+               for m in lines)
+    assert not any("Redis unreachable" in m for m in lines)

@@ -7,9 +7,10 @@ not depend on the host's time zone. Buckets are aligned to the 09:15 IST session
 A candle closes when a later tick arrives for its instrument, when the stream's exchange
 clock passes its end, or when the wall clock passes its end plus a short grace period.
 A candle that may miss ticks (its instrument's sequence number jumped, the whole stream
-was silent too long, or it began before the builder started watching) closes as
-incomplete: the engine repairs it from ``getCandleData`` or holds it back; strategies
-never see it.
+was silent too long - also when it is closed by the wall clock with the stream silent -
+a stream gap since the instrument's previous candle may have swallowed whole candles, or
+it began before the builder started watching) closes as incomplete: the engine repairs it
+from ``getCandleData`` or holds it back; strategies never see it.
 """
 
 from __future__ import annotations
@@ -317,7 +318,7 @@ class CandleBuilder:
             if skipped:
                 self._lost_ticks(key, candle, last_ts, ts)
             self._close(key, state)
-        complete = self._saw_all_of(start, ts)
+        complete = self._saw_all_of(start, ts, last_ts)
         if skipped and ts - max(start, last_ts) > self.tolerance_ms:
             complete = False
             self._lost_ticks(key, None, last_ts, ts)
@@ -332,11 +333,21 @@ class CandleBuilder:
         log.debug("ticks of %s lost between %s and %s IST (sequence jump)", key,
                  from_ms(since).strftime("%H:%M:%S"), from_ms(until).strftime("%H:%M:%S"))
 
-    def _saw_all_of(self, start: int, first_ts: int) -> bool:
-        """False when ticks between the candle's start and its first tick may be missing."""
+    def _saw_all_of(self, start: int, first_ts: int, since: int = -1) -> bool:
+        """False when ticks between the candle's start and its first tick may be missing,
+        or when a feed gap after the instrument's previous tick (``since``) may have
+        swallowed whole candles before this one (the repair then brings them back)."""
+        after_previous = since - since % MINUTE_MS + MINUTE_MS if since >= 0 else start
         for missed_from, missed_to in self._missed:
             overlap = min(first_ts, missed_to) - max(start, missed_from)
             if overlap > self.tolerance_ms:
+                return False
+            if after_previous >= start:
+                continue
+            if self.session_only and missed_to - missed_from > OVERNIGHT_MS:
+                continue  # the market was closed: no candles were lost
+            swallowed = min(start, missed_to) - max(after_previous, missed_from)
+            if swallowed > self.tolerance_ms:
                 return False
         return True
 
@@ -394,7 +405,15 @@ class CandleBuilder:
         wall_due = now_ms - self.grace_ms
         for key, state in self._instruments.items():
             candle = state.candle
-            if candle is not None and (candle.end_ms <= stream_due or candle.end_ms <= wall_due):
+            if candle is None:
+                continue
+            if candle.end_ms <= stream_due:
+                self._close(key, state)
+            elif candle.end_ms <= wall_due:
+                # The stream never reached the end: when it went silent long before, the
+                # feed stopped mid-candle and this close is stale, not final.
+                if candle.end_ms - self._stream_ts > self.silence_ms:
+                    candle.complete = False
                 self._close(key, state)
 
     def close_due(self, now: datetime | None = None) -> None:

@@ -272,9 +272,12 @@ class Engine:
         self._backfill_wait.pop(key, None)
         if announce:
             self.bootstrapper.state.set(result)
-        for runner in self.runners.values():
+        for runner in list(self.runners.values()):
             if key in runner.instances:
-                runner.instances[key] = self._primed(runner, key)
+                try:
+                    runner.instances[key] = self._primed(runner, key)
+                except Exception as exc:  # raised on a historical candle: same as live
+                    self._pause(runner, exc)
         if was_warming:
             record("engine", f"backfill merged {len(result.candles)} historical candles for "
                    f"{result.instrument.symbol}; {self.bootstrapper.state.summary()}",

@@ -3,12 +3,14 @@
 Checks, in order (the first that fails refuses the signal):
 
 1. kill switch engaged                      -> everything refused
-2. feed not CONNECTED (keys.FEED_STATE)     -> exits only
+2. feed not CONNECTED, or its state not refreshed for ``FEED_STALE_SECONDS`` (the feed
+   process died with CONNECTED written; keys.FEED_STATE)      -> exits only
 3. trading window (NSE session, IST)        -> no new entries in the last
    ``RISK_ENTRY_CUTOFF_MINUTES`` before the close; exits only after
    ``RISK_SQUARE_OFF_TIME``; nothing outside the session. Skipped when the paper market is
    open around the clock (MARKET_ALWAYS_OPEN).
-4. order value over ``RISK_MAX_ORDER_VALUE`` rupees            -> refused
+4. order value over ``RISK_MAX_ORDER_VALUE`` rupees (entries; an exit is bounded by the
+   position, and refusing it would leave a position the square-off cannot close) -> refused
 5. position after the order over ``RISK_MAX_POSITION_QTY`` or
    ``RISK_MAX_POSITION_VALUE`` rupees (entries)                -> refused
 6. more than ``RISK_MAX_ORDERS_PER_MINUTE`` orders in the last 60 s (entries; exits are
@@ -38,6 +40,8 @@ log = logging.getLogger(__name__)
 
 # TODO: move to tradebot.keys. Sorted set of this engine's order times (epoch s).
 RISK_ORDERS = getattr(keys, "RISK_ORDERS", keys.PREFIX + "risk:orders")
+# The feed worker rewrites keys.FEED_STATE every second; older than this, it is not running.
+FEED_STALE_SECONDS = 30.0
 
 
 def _setting(name: str, default):
@@ -99,10 +103,15 @@ class RiskGate:
     # --- inputs -------------------------------------------------------------------------
 
     def feed_state(self) -> str:
+        """The feed's state; "STALE" when the worker stopped refreshing it (it died with
+        CONNECTED written). A hash without ``updated_at`` is taken at its word."""
         checked, value = self._feed_cache
         if time.monotonic() - checked > 1.0:
             try:
-                value = self.redis.hget(keys.FEED_STATE, "state") or "UNKNOWN"
+                value, updated = self.redis.hmget(keys.FEED_STATE, ["state", "updated_at"])
+                value = value or "UNKNOWN"
+                if updated and time.time() - float(updated) > FEED_STALE_SECONDS:
+                    value = "STALE"
             except Exception:  # Redis unreachable: the feed cannot be trusted either
                 value = "UNKNOWN"
             self._feed_cache = (time.monotonic(), value)
@@ -158,12 +167,12 @@ class RiskGate:
         if window:
             return Decision(False, window, exit_, "window")
 
+        if exit_:
+            return Decision(True, "exit", True)
         value = signal.quantity * price_paise / 100
         if value > limits.max_order_value_rupees:
             return Decision(False, f"order value Rs {value:,.0f} over the limit of "
-                            f"Rs {limits.max_order_value_rupees:,.0f}", exit_, "order_value")
-        if exit_:
-            return Decision(True, "exit", True)
+                            f"Rs {limits.max_order_value_rupees:,.0f}", False, "order_value")
 
         after = position + signal.signed_quantity
         if abs(after) > limits.max_position_qty:

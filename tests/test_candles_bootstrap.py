@@ -89,13 +89,33 @@ def test_fifty_symbols_load_as_fast_as_the_limit_allows_without_tripping_it(
     assert elapsed >= 16 * 1.1 - 0.2
 
 
-def test_an_ab1004_storm_falls_back_to_live_candles_and_the_backfill_merges_history(
-    redis_client, simulator, watchlist
+# How the simulator fails every getCandleData call of the bootstrap (2 symbols, 4 tries
+# each): a fault it injects, or its clock standing before the requested window, so the
+# broker answers SUCCESS with no rows, or with fewer rows than asked for.
+BOOTSTRAP_FAULTS = {
+    "5xx": ("5xx", None, "HTTP 503"),
+    "AB1004": ("AB1004", None, "AB1004"),
+    "403 rate-limit text": ("rate_limit", None, "exceeding access rate"),
+    "empty body": ("empty", None, "empty body"),
+    "SUCCESS without rows": (None, datetime(2026, 11, 2, 10, 0, tzinfo=IST),
+                             "SUCCESS without candles"),
+    "SUCCESS with 31 rows": (None, datetime(2026, 12, 2, 9, 45, tzinfo=IST),
+                             "only 31 of 200 candles"),
+}
+
+
+@pytest.mark.parametrize("fault", list(BOOTSTRAP_FAULTS))
+def test_a_failed_bootstrap_falls_back_to_live_candles_and_the_backfill_merges_history(
+    redis_client, simulator, watchlist, fault
 ):
+    kind, broker_clock, error = BOOTSTRAP_FAULTS[fault]
     StrategyConfig.objects.update(enabled=False)
     Instrument.objects.exclude(token__in=["2885", "11536"]).update(on_watchlist=False)
     redis_client.hset(keys.FEED_STATE, "state", "CONNECTED")
-    simulator.fault("rest_error", route="getCandleData", count=8, kind="AB1004")
+    if kind:
+        simulator.fault("rest_error", route="getCandleData", count=8, kind=kind)
+    else:
+        simulator.set_clock(lambda: broker_clock)
     clock = [THURSDAY_1030]
     engine = Engine(redis_client=redis_client, positions=lambda i: 0,
                     create_intent=lambda *a, **k: None, bootstrap_backoff=0.01,
@@ -107,6 +127,11 @@ def test_an_ab1004_storm_falls_back_to_live_candles_and_the_backfill_merges_hist
     state = redis_client.hgetall(keys.BOOTSTRAP_STATE)
     assert (state["loaded"], state["warming_up"], state["total"]) == ("0", "2", "2")
     assert set(engine.warming) == {"1:2885", "1:11536"}
+    assert simulator.stats()["route_calls"]["getCandleData"] == 8  # 1 try + 3 retries each
+    status = HistoryStatus.objects.get(instrument__token="2885")
+    assert (status.state, status.attempts) == ("warming_up", 4)
+    assert error in status.last_error
+    simulator.set_clock(lambda: datetime.now(IST))  # the broker has the history again
 
     # Live candles 10:25 .. 10:33 (nine) from ticks while the symbols warm up.
     engine.builder.watching_since(to_ms(THURSDAY_1030) - 6 * MINUTE_MS)

@@ -131,6 +131,72 @@ def test_a_candle_spanning_a_silent_stream_is_marked_incomplete():
     assert builder.gaps == 1
 
 
+def test_a_candle_closed_by_the_clock_after_the_whole_stream_went_silent_is_incomplete():
+    builder = CandleBuilder(covered_since_ms=T0 - 5 * S, silence_ms=30_000)
+    builder.add(KEY, T0 + 1 * S, 128500, 1000, 10, 1)
+    builder.add(KEY, T0 + 20 * S, 128600, 1100, 10, 2)  # then the feed stops
+
+    builder.close_due_ms(T0 + M + 2 * S)
+
+    (stale,) = builder.take_closed()
+    assert stale.close == 128600 and not stale.complete
+
+
+def test_a_quiet_instrument_on_a_lively_stream_closes_complete_by_the_clock():
+    builder = CandleBuilder(covered_since_ms=T0 - 5 * S, silence_ms=30_000)
+    builder.add(KEY, T0 + 1 * S, 128500, 1000, 10, 1)
+    for i in range(1, 4):  # the stream is alive; KEY does not trade again
+        builder.add("1:11536", T0 + i * 15 * S, 341000, 50 + i, 5, i)
+
+    builder.close_due_ms(T0 + M + 2 * S)
+
+    closed = {c.key: c for c in builder.take_closed()}
+    assert closed[KEY].complete and closed["1:11536"].complete
+
+
+def test_a_feed_gap_that_swallowed_whole_minutes_marks_the_next_candle_incomplete():
+    builder = CandleBuilder(covered_since_ms=T0 - 5 * S, silence_ms=30_000)
+    builder.add(KEY, T0 + 1 * S, 128400, 900, 10, 1)
+    builder.add(KEY, T0 + 25 * S, 128450, 950, 10, 2)
+    builder.add(KEY, T0 + 50 * S, 128500, 1000, 10, 3)
+    builder.close_due_ms(T0 + M + 2 * S)  # the feed went quiet 10 s before the end
+    for i in range(4):  # the feed is back at 09:19:01
+        builder.add(KEY, T0 + 4 * M + 1 * S + i * 20 * S, 128700 + i, 1300 + i, 10, 4 + i)
+
+    before, after_gap = builder.take_closed()
+
+    assert before.start_ms == T0 and before.complete
+    assert after_gap.start_ms == T0 + 4 * M and not after_gap.complete
+
+
+def test_an_instrument_that_did_not_trade_for_minutes_on_a_lively_stream_stays_complete():
+    builder = CandleBuilder(covered_since_ms=T0 - 5 * S, silence_ms=30_000)
+    builder.add(KEY, T0 + 1 * S, 128500, 1000, 10, 1)
+    for i in range(1, 22):  # another instrument ticks every 15 s; KEY trades at 09:19
+        builder.add("1:11536", T0 + i * 15 * S, 341000, 50 + i, 5, i)
+        if i in (16, 20):
+            builder.add(KEY, T0 + i * 15 * S + 1 * S, 128700 + i, 1300 + i, 10, i // 4 - 2)
+
+    mine = [c for c in builder.take_closed() if c.key == KEY]
+
+    assert [c.start_ms for c in mine] == [T0, T0 + 4 * M]
+    assert all(c.complete for c in mine)
+
+
+def test_the_night_between_two_sessions_is_not_a_gap():
+    last_minute = to_ms(datetime(2026, 12, 2, 15, 29, tzinfo=IST))  # Wednesday
+    builder = CandleBuilder(covered_since_ms=last_minute - 5 * S, session_only=True)
+    for i in range(4):
+        builder.add(KEY, last_minute + 1 * S + i * 15 * S, 128500, 1000 + i, 10, i + 1)
+    for i in range(5):  # Thursday from 09:15:01, a new day volume
+        builder.add(KEY, T0 + 1 * S + i * 15 * S, 128600 + i, 50 + i, 10, 5 + i)
+
+    closing, opening = builder.take_closed()
+
+    assert closing.complete
+    assert opening.start == OPEN and opening.complete
+
+
 def test_a_sequence_jump_marks_the_candles_around_the_lost_ticks_incomplete():
     builder = CandleBuilder(covered_since_ms=T0 - 30 * S)
     builder.add(KEY, T0 + 5 * S, 128500, 1000, 10, 1)

@@ -233,3 +233,35 @@ def test_an_unrepairable_candle_is_held_back_and_never_shown(make_engine, redis_
     held = stored(t0).get(start=_dt(t0 + MINUTE_MS))
     assert not held.complete
     assert Activity.objects.filter(component="engine", message__contains="held back").exists()
+
+
+def test_minutes_a_feed_gap_swallowed_come_back_from_history_before_the_next_candle(
+    make_engine, redis_client, recording
+):
+    recording()
+    t0 = next_minute_ms()
+    asked = []
+
+    def fetch(exchange, token, interval, start, end):
+        from strategies.candles import from_ms
+
+        asked.append((_ms(start), _ms(end)))
+        return [[from_ms(t0 + m * MINUTE_MS).isoformat(), 1286.0, 1290.0, 1280.0, 1288.0 + m,
+                 500 + m] for m in (1, 2, 3)]
+
+    engine = make_engine(fetch)
+    before = [(TOKEN, t0 + 500 + i * 19_500, 128500, 1000 + 10 * i, i + 1) for i in range(4)]
+    after = [(TOKEN, t0 + 3 * MINUTE_MS + 500 + i * 15 * S, 128600, 2000 + 10 * i, i + 5)
+             for i in range(5)]  # the whole stream was silent from :59 to 2 minutes later
+    xadd_ticks(redis_client, before + after)
+
+    pump(engine, lambda: len(RecordingStrategy.seen) >= 4)
+
+    seen = [c for c, *_ in RecordingStrategy.seen]
+    assert [c.start_ms for c in seen] == [t0 + m * MINUTE_MS for m in range(4)]
+    assert [c.source for c in seen] == ["live", "repaired", "repaired", "repaired"]
+    assert asked[0] == (t0 + MINUTE_MS, t0 + 3 * MINUTE_MS)
+
+
+def _ms(moment) -> int:
+    return round(moment.timestamp() * 1000)

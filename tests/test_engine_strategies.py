@@ -8,7 +8,8 @@ import pytest
 
 from feeds.models import Instrument
 from orders.models import OrderIntent
-from strategies.candles import MINUTE_MS, from_ms
+from strategies.bootstrap import SymbolResult
+from strategies.candles import MINUTE_MS, ClosedCandle, from_ms
 from strategies.engine import Engine
 from strategies.models import StrategyConfig
 from strategies.risk import RiskGate, RiskLimits
@@ -139,6 +140,29 @@ def test_a_strategy_that_raises_is_paused_and_the_others_go_on(setup, redis_clie
     error = Activity.objects.get(component="engine", level="error")
     assert error.message.startswith("strategy faulty paused after an error: RuntimeError")
     assert "faulty" not in engine.runners and "steady" in engine.runners
+
+
+def test_a_strategy_that_raises_on_backfilled_history_is_paused_and_the_others_go_on(
+    setup, redis_client
+):
+    configure, start = setup
+    now_bucket = int(time.time() * 1000) // MINUTE_MS * MINUTE_MS
+    history = [ClosedCandle("1:2885", "ONE_MINUTE", now_bucket - (20 - i) * MINUTE_MS,
+                            now_bucket - (19 - i) * MINUTE_MS, 128000, 128100, 127900,
+                            128050, 100, "historical") for i in range(20)]
+    configure("faulty", fail_on=[history[5].start_ms])
+    configure("steady")
+    engine = start()
+    engine.warming["1:2885"] = 0.0  # the symbol was warming up; the backfill answers now
+
+    engine._apply_history(SymbolResult(Instrument.objects.get(token=TOKEN), "1:2885",
+                                       state="loaded", candles=history))
+
+    faulty = StrategyConfig.objects.get(name="faulty")
+    assert faulty.paused and "RuntimeError: strategy bug on" in faulty.paused_reason
+    assert "faulty" not in engine.runners and "steady" in engine.runners
+    assert [c.start_ms for c, _ in seen_by("steady")] == [c.start_ms for c in history]
+    assert not engine.warming
 
 
 def test_a_fixed_and_resumed_strategy_is_picked_up_again(setup, redis_client):

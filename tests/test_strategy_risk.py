@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 
 import pytest
@@ -102,11 +103,40 @@ def test_the_trading_window_is_open_around_the_clock_in_the_paper_market(gate, r
     assert gate(always_open=True).check(reliance, BUY, 0, PRICE, now=saturday_night).allowed
 
 
+def test_a_feed_whose_state_stopped_updating_allows_exits_only(gate, reliance, redis_client):
+    redis_client.hset(keys.FEED_STATE, mapping={"state": "CONNECTED",
+                                               "updated_at": time.time() - 120})
+
+    entry = gate().check(reliance, BUY, 0, PRICE)
+    exit_ = gate().check(reliance, SELL_EXIT, 10, PRICE)
+
+    assert not entry.allowed and entry.code == "feed"
+    assert exit_.allowed
+    assert refusals()[0].endswith("feed is STALE: exits only")
+
+
+def test_a_freshly_reported_connected_feed_allows_entries(gate, reliance, redis_client):
+    redis_client.hset(keys.FEED_STATE, mapping={"state": "CONNECTED",
+                                               "updated_at": time.time() - 1})
+
+    assert gate().check(reliance, BUY, 0, PRICE).allowed
+
+
 def test_an_order_over_the_value_limit_is_refused(gate, reliance):
     decision = gate(max_order_value_rupees=10_000).check(reliance, BUY, 0, PRICE)
 
     assert not decision.allowed
     assert "order value Rs 12,850 over the limit of Rs 10,000" in refusals()[0]
+
+
+def test_an_exit_larger_than_the_order_value_limit_still_passes(gate, reliance):
+    # Two entries of Rs 96,375 built a position the square-off must close in one order.
+    square_off = Signal("SELL", 150, "square-off time", is_exit=True)
+
+    decision = gate(max_order_value_rupees=100_000).check(reliance, square_off, 150, PRICE)
+
+    assert decision.allowed and decision.is_exit
+    assert refusals() == []
 
 
 def test_a_position_over_the_quantity_or_value_limit_is_refused(gate, reliance):

@@ -23,6 +23,10 @@ window per call; checking three windows separately is not atomic (a call can con
 the second-window slot and then fail on the minute window), and it has no reserved
 lanes. The script below is about forty lines and does both in one round trip.
 
+Holds. When the broker refuses a call for its rate anyway (403), ``hold`` stops the
+endpoint for every caller and lane for the wait the refusal asks for; the script answers
+the hold's remaining time first, so every process backs off, not just the refused one.
+
 Fail closed: when Redis cannot be reached nothing is sent; ``TransientError`` names
 Redis, so the caller retries later exactly as for a network fault.
 """
@@ -126,10 +130,12 @@ def endpoint_for(route: str) -> str:
     return ROUTE_ENDPOINTS.get(route, route)
 
 
-# KEYS[1] call log (sorted set), KEYS[2] member sequence.
+# KEYS[1] call log (sorted set), KEYS[2] member sequence, KEYS[3] hold (set by ``hold``).
 # ARGV[1] window count, then per window: capacity for this caller, span in microseconds.
 # Returns 0 when the call was admitted, else the wait in microseconds.
 _SCRIPT = """
+local held = redis.call('PTTL', KEYS[3])
+if held > 0 then return held * 1000 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local n = tonumber(ARGV[1])
@@ -160,6 +166,15 @@ return 0
 """
 
 
+# KEYS[1] hold key; ARGV[1] milliseconds. Only ever lengthens a hold.
+_HOLD_SCRIPT = """
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])
+end
+return 0
+"""
+
+
 class RateLimitTimeout(RateLimitedError):
     """Our own limiter had no slot for this call within the caller's timeout.
 
@@ -183,6 +198,7 @@ class RateLimiter:
         if limits:
             self._limits.update(limits)
         self._script = redis_client.register_script(_SCRIPT)
+        self._hold_script = redis_client.register_script(_HOLD_SCRIPT)
         self._sleep = sleep
         self._warned_unknown: set[str] = set()
 
@@ -207,14 +223,26 @@ class RateLimiter:
         args[0] = (len(args) - 1) // 2
         log_key = keys.LIMIT.format(endpoint=endpoint, window="log")
         seq_key = keys.LIMIT.format(endpoint=endpoint, window="seq")
+        hold_key = keys.LIMIT.format(endpoint=endpoint, window="hold")
         try:
-            wait_us = self._script(keys=[log_key, seq_key], args=args)
+            wait_us = self._script(keys=[log_key, seq_key, hold_key], args=args)
         except redis.RedisError as exc:
             raise TransientError(
                 f"rate limiter: Redis failed ({type(exc).__name__}: {exc}); not sending",
                 route=endpoint,
             ) from exc
         return int(wait_us) / 1_000_000
+
+    def hold(self, endpoint: str, seconds: float) -> None:
+        """Admit nothing to ``endpoint`` for ``seconds``, in any lane and any process: the
+        broker answered a call with its rate-limit refusal, so our count and its count
+        disagree. Best effort: a Redis failure is logged and the caller's own wait stands."""
+        milliseconds = max(1, round(seconds * 1000))
+        hold_key = keys.LIMIT.format(endpoint=endpoint, window="hold")
+        try:
+            self._hold_script(keys=[hold_key], args=[milliseconds])
+        except redis.RedisError as exc:
+            log.warning("limiter: hold on %s not stored (%s)", endpoint, type(exc).__name__)
 
     def acquire(
         self, endpoint: str, priority: str = "normal", timeout: float | None = None

@@ -17,7 +17,7 @@ from broker.errors import AmbiguousError, RateLimitedError, RejectedError, Trans
 from orders import book, states
 from orders.gateway import WaitFor, gateway
 from orders.models import Order, OrderIntent, Status
-from orders.placement import INLINE_WAIT, RESOLVE_GRACE, load
+from orders.placement import INLINE_WAIT, RESOLVE_GRACE, kill_blocks, load
 from tradebot.state import record
 
 log = logging.getLogger(__name__)
@@ -133,6 +133,9 @@ def modify(
     order = Order.objects.filter(intent=intent).first()
     if order is None or not order.is_working:
         return "done"
+    if kill_blocks(intent):  # it is being cancelled; never make it bigger meanwhile
+        states.remark(intent, f"modify not sent, kill switch engaged: {changes}", order=order)
+        return "blocked"
     target_type = changes.get("order_type", order.order_type or intent.order_type)
     target_price = changes.get("price", order.price or intent.price)
     params = {

@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 from django.conf import settings
 
 from broker import factory
-from broker.errors import SessionExpiredError
+from broker.errors import RateLimitedError, SessionExpiredError
 from broker.limiter import RateLimiter, endpoint_for
 from broker.rest import SmartApiClient
 from broker.session import BrokerSession
@@ -59,11 +59,28 @@ class Gateway:
         self.redis = factory.get_redis()
 
     def call(
-        self, fn: Callable[[SmartApiClient], T], *, route: str = "", priority: str = "normal"
+        self,
+        fn: Callable[[SmartApiClient], T],
+        *,
+        route: str = "",
+        priority: str = "normal",
+        before_retry: Callable[[], None] | None = None,
     ) -> T:
         """``fn(client)`` with a live session; an expired one is refreshed once and the
         call made once more (a refused session means the request was not executed). The
-        second call takes its own limiter slot for ``route`` (``WaitFor`` if none soon)."""
+        second call takes its own limiter slot for ``route`` (``WaitFor`` if none soon),
+        then ``before_retry()`` runs right before it: the order path's last checks (kill
+        switch, deadline), which raise to stop the second send. A rate-limit refusal
+        holds ``route``'s limiter endpoint for every process for the wait it asks."""
+        try:
+            return self._call(fn, route, priority, before_retry)
+        except RateLimitedError as error:
+            # Angel counted more than our limiter did: every process waits, not just us.
+            if route:
+                self.limiter.hold(endpoint_for(route), error.retry_after)
+            raise
+
+    def _call(self, fn, route: str, priority: str, before_retry) -> T:
         tokens = self.session.current()
         self.client.set_jwt(tokens.jwt)
         try:
@@ -74,6 +91,8 @@ class Gateway:
             self.client.set_jwt(tokens.jwt)
             if route:
                 self.take_slot(route, priority, budget=1.5)
+            if before_retry is not None:
+                before_retry()
             return fn(self.client)
 
     def take_slot(self, route: str, priority: str, *, budget: float, sleep=time.sleep) -> float:

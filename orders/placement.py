@@ -25,7 +25,6 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import time
 import uuid
 from datetime import datetime, timedelta
 
@@ -60,6 +59,8 @@ LEASE_SECONDS = TIME_LIMIT + 5
 # Waiting inside the task (limiter window, 403 hint) up to this long in total; beyond it
 # the task is published again with a countdown and the worker is free meanwhile.
 INLINE_WAIT = 6.0
+# Refusals for the broker's rate taken inside one task before it is published again.
+INLINE_RATE_LIMITS = 3
 # After the broker answered (5xx, empty body) its OMS is done with the request.
 SETTLE_AFTER_ANSWER = 1.0
 # Give up waiting on an unresolved intent this long after its deadline; the reconciler
@@ -277,29 +278,30 @@ def _send_held(intent: OrderIntent, token: str) -> str:
                 lambda client: client.place_order(params, priority=lane),
                 route="placeOrder",
                 priority=lane,
+                before_retry=lambda: _still_sendable(intent),
             )
-        except WaitFor:
-            # Refused for the session, refreshed, and no slot for the second try yet:
-            # nothing reached the OMS.
-            _release(intent, token, "session refreshed; waiting for a limiter slot")
+        except WaitFor as wait:
+            # Refused for the session and refreshed; then no slot for the second try yet,
+            # or the kill switch / deadline stopped it: nothing reached the OMS. Released
+            # to new, the task comes back and cancels, expires or sends it.
+            _release(intent, token, f"session refreshed; {wait.why}")
             raise
         except RateLimitedError as exc:
-            # Refused at the gateway: nothing was booked. Wait as told, then queue again
-            # for the limiter; never log in again for this.
+            # Refused at the gateway: nothing was booked. The gateway has held the
+            # limiter for every process; back to the top, which waits for that window
+            # (inline, or released and the task again), then checks the kill switch and
+            # the deadline once more. Never log in again for this.
             rate_limited += 1
-            wait = max(exc.retry_after, 0.1)
             log.warning(
-                "intent %s: broker rate limit (%s); attempt %d, waiting %.2fs",
+                "intent %s: broker rate limit (%s); attempt %d, waiting %.2fs for the limiter",
                 intent.ordertag,
                 exc,
                 rate_limited,
-                wait,
+                exc.retry_after,
             )
-            if waited + wait > INLINE_WAIT:
+            if rate_limited >= INLINE_RATE_LIMITS:
                 _release(intent, token, f"broker rate limit: {exc}")
-                raise WaitFor(wait, "broker rate limit") from exc
-            time.sleep(wait)
-            waited += wait
+                raise WaitFor(exc.retry_after, "broker rate limit") from exc
             continue
         except RejectedError as exc:
             states.move(
@@ -335,6 +337,15 @@ def _send_held(intent: OrderIntent, token: str) -> str:
         except (AmbiguousError, SoftTimeLimitExceeded, BrokerError, OSError) as exc:
             return _unknown(intent, token, sent_at, exc)
         return _accepted(intent, token, answer, sent_at)
+
+
+def _still_sendable(intent: OrderIntent) -> None:
+    """The checks before a second send (after a session refresh, which may have taken
+    seconds): ``WaitFor(0)`` when the kill switch or the deadline now forbids it."""
+    if kill_blocks(intent):
+        raise WaitFor(0.0, "kill switch engaged during the session refresh")
+    if timezone.now() >= intent.deadline:
+        raise WaitFor(0.0, "deadline passed during the session refresh")
 
 
 def _unknown(intent: OrderIntent, token: str, sent_at: datetime, exc: BaseException) -> str:

@@ -68,10 +68,11 @@ def reconcile(*, reason: str = "periodic", positions: bool = True) -> dict:
                 "reconcile (%s): order book unavailable (%s); next pass retries", reason, exc
             )
             summary["error"] = str(exc)
-            _requeue_stale(summary, book_fetched_at=None, tagged={})
+            _requeue_stale(summary, book_fetched_at=None, in_book=set())
             return summary
-        tagged = _apply_book(rows, summary)
-        _requeue_stale(summary, book_fetched_at=fetched_at, tagged=tagged)
+        _apply_book(rows, summary)
+        in_book = {book.text(row.get("ordertag")).upper() for row in rows}
+        _requeue_stale(summary, book_fetched_at=fetched_at, in_book=in_book)
         _record_fills(gw, summary)
         if _kill_engaged():
             _cancel_working(summary)
@@ -176,8 +177,9 @@ def _link_instrument(order: Order) -> None:
 
 
 def _requeue_stale(
-    summary: dict, *, book_fetched_at: float | None, tagged: dict[str, list[dict]]
+    summary: dict, *, book_fetched_at: float | None, in_book: set[str]
 ) -> None:
+    """``in_book``: every tag of ours in the book just read, known orders included."""
     now = timezone.now()
     for intent in OrderIntent.objects.filter(status__in=(S.NEW, S.UNKNOWN, S.SUBMITTING)):
         if intent.status == S.NEW:
@@ -197,14 +199,25 @@ def _requeue_stale(
             lease_end = (intent.claimed_at or now) + timedelta(seconds=placement.LEASE_SECONDS)
             if alive is True or (alive is None and now < lease_end):
                 continue
-            summary["requeued"] += int(enqueue_place(intent))  # the task takes it over
-            continue
+            # Its holder died mid-send: the outcome is unknown. Handled as such below, so
+            # that past its deadline it is expired (or adopted), not re-queued forever.
+            since = intent.sent_at or intent.claimed_at or now
+            settle = since + timedelta(seconds=placement.http_timeout() + 1)
+            if not states.move(
+                intent,
+                S.UNKNOWN,
+                expect=[S.SUBMITTING],
+                claim=intent.claim_token,
+                note=f"reconciler: holder {intent.claimed_by} gone mid-send",
+                settle_until=settle,
+            ):
+                continue
         # unknown: expire it if a book fetched after it settled does not have its tag
         settled = intent.settle_until or intent.sent_at or now
         if (
             book_fetched_at is not None
             and book_fetched_at >= settled.timestamp()
-            and intent.ordertag not in tagged
+            and intent.ordertag not in in_book
             and now >= intent.deadline
         ):
             if states.move(

@@ -119,6 +119,21 @@ class Worker:
             child.send_signal(signal.SIGKILL)
         return pids
 
+    def kill(self) -> None:
+        """SIGKILL the main process, then its pool: a crash or the OOM killer. Nothing
+        acknowledges, rejects or re-sends the message in hand; it stays unacknowledged in
+        Redis until the visibility timeout gives it to a worker again."""
+        if self.process is None:
+            return
+        children = self.children()
+        self.process.send_signal(signal.SIGKILL)
+        for child in children:
+            try:
+                child.send_signal(signal.SIGKILL)
+            except psutil.Error:
+                pass
+        self.process.wait(5)
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 

@@ -161,3 +161,18 @@ def test_the_default_table_stays_below_angels_limits():
 def test_an_unknown_priority_is_a_bug(connection):
     with pytest.raises(ValueError, match="priority"):
         RateLimiter(connection).try_acquire("orders", "urgent")
+
+
+def test_a_hold_stops_every_lane_in_every_process_until_it_lifts(connection):
+    limits = {"orders": (Window(10, 1.0, reserve=3),)}
+    limiter, other_process = RateLimiter(connection, limits), RateLimiter(connection, limits)
+
+    limiter.hold("orders", 0.3)
+    limiter.hold("orders", 0.1)  # a shorter hold never shortens a longer one
+    waits = [other_process.try_acquire("orders", lane) for lane in ("normal", "exit", "cancel")]
+    time.sleep(0.35)
+    after = other_process.try_acquire("orders", "normal")
+
+    assert all(0.15 < wait <= 0.3 for wait in waits), waits
+    assert after == 0.0
+    assert connection.zcard(keys.LIMIT.format(endpoint="orders", window="log")) == 1

@@ -3,6 +3,7 @@ the simulator's order book ends with exactly one order per intent."""
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -128,12 +129,18 @@ def test_an_expired_session_is_refreshed_once_and_the_order_sent_once(sim):
     create_intent(instrument(), "BUY", 1)  # the worker logs in
     wait_until(lambda: len(sim.orders()) == 1, 10, what="the first order")
     sim.fault("expire_sessions")
+    before = sim.stats()
 
     intent = create_intent(instrument(1), "BUY", 1)
 
     wait_until(lambda: settled([intent.pk], AT_BROKER), 15, what="the second order")
     assert book_tags(sim).count(intent.ordertag) == 1
     assert len(sim.orders()) == 2
+    after = sim.stats()
+    # One refused send, one new session, one accepted send.
+    assert after["route_calls"]["placeOrder"] - before["route_calls"]["placeOrder"] == 2
+    renewals = ("logins", "token_refreshes")
+    assert sum(after[k] for k in renewals) - sum(before[k] for k in renewals) == 1
 
 
 def _refuses_connections(port: int) -> bool:
@@ -156,13 +163,16 @@ def test_a_broker_that_is_down_is_retried_with_backoff_and_sent_once(sim, worker
     assert "retry 1 of 3" in worker.log()
 
 
-def _kill_mid_send(sim, worker, fault: str) -> None:
+def _kill_mid_send(sim, worker, fault: str, *, whole: bool = False) -> None:
     wait_until(
         lambda: any(e["event"] == "affected" and e["fault"] == fault for e in sim.fault_log()),
         10,
         0.01,
         "the send to start",
     )
+    if whole:
+        worker.kill()
+        return
     assert worker.kill_children(), "no pool process to kill"
 
 
@@ -189,6 +199,43 @@ def test_a_worker_killed_while_its_request_is_in_flight_leaves_one_order(sim, wo
     notes = list(intent.events.values_list("note", flat=True))
     assert any("gone" in note for note in notes)
     assert any("sending again" in note for note in notes)
+
+
+def test_a_message_redelivered_after_the_whole_worker_died_sends_nothing_twice(sim, worker):
+    # acks_late: the message stays unacknowledged while the worker sends; kill everything
+    # mid-send (no worker-lost handling can run), age the message past the visibility
+    # timeout and start the worker again: kombu redelivers it, same task id.
+    sim.fault("lose_order_response", count=1, mode="hang", hang_seconds=5)
+    redis = factory.get_redis()
+
+    intent = create_intent(instrument(), "BUY", 1)
+    _kill_mid_send(sim, worker, "lose_order_response", whole=True)
+    unacked = _unacked(redis, "orders.tasks.place_order")
+    assert len(unacked) == 1, unacked  # neither acknowledged nor lost
+    (task_id,) = unacked.values()
+    held = redis.hkeys("unacked")  # with any follow-up the dead worker held
+    redis.zadd("unacked_index", {tag: 0 for tag in held})
+    worker.start()
+
+    assert_one_order_each(sim, [intent], timeout=30)
+    wait_until(
+        lambda: f"place_order[{task_id}] received" in worker.log(), 15, what="the redelivery"
+    )
+    wait_until(lambda: "reconcile_orders[" in worker.log(), 5, what="start-up reconciliation")
+    wait_until(
+        lambda: not set(held) & set(redis.hkeys("unacked")), 10, what="the acknowledgements"
+    )
+
+
+def _unacked(redis, task: str) -> dict[str, str]:
+    """Delivery tag -> task id of the unacknowledged messages of ``task`` (kombu keeps
+    them in the ``unacked`` hash until they are acknowledged or restored)."""
+    found = {}
+    for tag, raw in redis.hgetall("unacked").items():
+        headers = json.loads(raw)[0]["headers"]
+        if headers["task"] == task:
+            found[tag] = headers["id"]
+    return found
 
 
 def test_a_redelivered_task_message_sends_nothing_twice(sim):

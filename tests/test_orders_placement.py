@@ -386,3 +386,90 @@ def test_one_book_read_brings_every_recent_order_up_to_date(simulator):
 
     assert all(OrderIntent.objects.get(pk=i.pk).status == Status.COMPLETE for i in intents)
     assert simulator.stats()["route_calls"]["getOrderBook"] - calls <= 3
+
+
+def test_a_kill_switch_engaged_during_a_session_refresh_stops_the_second_send(
+    simulator, redis_client, monkeypatch
+):
+    gw = gateway()
+    gw.session.current()  # logged in; the broker then forgets the session
+    simulator.fault("expire_sessions")
+    refresh = gw.session.invalidate
+
+    def refresh_then_engage(jwt):
+        tokens = refresh(jwt)
+        redis_client.set(keys.KILL_SWITCH, "1")  # engaged while the refresh ran
+        return tokens
+
+    monkeypatch.setattr(gw.session, "invalidate", refresh_then_engage)
+    intent = create_intent(instrument(), "BUY", 1)
+
+    assert drive(intent.pk) == "blocked"
+
+    assert OrderIntent.objects.get(pk=intent.pk).status == Status.CANCELLED
+    assert simulator.stats()["route_calls"]["placeOrder"] == 1  # only the refused one
+    assert ours(simulator, intent) == []
+
+
+def test_the_reconciler_expires_an_intent_whose_sender_died_and_whose_order_never_landed(
+    simulator,
+):
+    import socket
+    import subprocess
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    intent = create_intent(instrument(), "BUY", 1, deadline_after=0)
+    past = timezone.now() - timedelta(seconds=30)
+    OrderIntent.objects.filter(pk=intent.pk).update(
+        status=Status.SUBMITTING,
+        claim_token="dead",
+        claimed_by=f"{socket.gethostname()}:{gone.pid}:1",
+        claimed_at=past,
+        sent_at=past,
+    )
+
+    first = reconcile.reconcile(reason="test", positions=False)
+    second = reconcile.reconcile(reason="test", positions=False)
+
+    intent.refresh_from_db()
+    assert intent.status == Status.EXPIRED
+    assert (first["expired"], first["requeued"], second["requeued"]) == (1, 0, 0)
+    notes = list(intent.events.values_list("note", flat=True))
+    assert any("gone mid-send" in note for note in notes)
+    assert ours(simulator, intent) == []
+
+
+def test_a_broker_rate_limit_holds_the_shared_limiter_then_sends_once(simulator, monkeypatch):
+    gw = gateway()
+    gw.session.current()
+    logins = simulator.stats()["logins"] + simulator.stats()["token_refreshes"]
+    holds = []
+    hold = gw.limiter.hold
+    monkeypatch.setattr(gw.limiter, "hold", lambda *a: holds.append(a) or hold(*a))
+    simulator.fault("rest_error", route="placeOrder", kind="rate_limit", count=1)
+    intent = create_intent(instrument(), "BUY", 1)
+
+    assert drive(intent.pk) == "accepted"
+
+    stats = simulator.stats()
+    assert holds == [("orders", 1.0)]  # every process waits for it, not just this one
+    assert stats["route_calls"]["placeOrder"] == 2
+    assert stats["logins"] + stats["token_refreshes"] == logins
+    assert len(ours(simulator, intent)) == 1
+
+
+def test_an_engaged_kill_switch_blocks_a_modify_of_a_working_order(simulator, redis_client):
+    from orders import actions
+
+    intent = create_intent(instrument(), "BUY", 1, order_type="LIMIT", price="1.00")
+    drive(intent.pk)
+    redis_client.set(keys.KILL_SWITCH, "1")
+
+    assert actions.modify(intent.pk, quantity=50) == "blocked"
+
+    assert ours(simulator, intent)[0]["quantity"] == "1"
+    assert simulator.stats()["route_calls"].get("modifyOrder", 0) == 0

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from django.conf import settings
 
@@ -213,6 +213,17 @@ class BootstrapState:
         HistoryStatus.objects.filter(instrument=result.instrument).update(
             state=result.state, candles=len(result.candles), attempts=result.attempts,
             last_error=result.error[:300],
+            **({"next_backfill_at": None} if result.state == LOADED else {}),
+        )
+
+    def schedule_backfill(self, instrument, in_seconds: float) -> None:
+        """Show in the admin when a warming-up symbol's history is asked for again."""
+        from django.utils import timezone
+
+        from strategies.models import HistoryStatus
+
+        HistoryStatus.objects.filter(instrument=instrument).update(
+            next_backfill_at=timezone.now() + timedelta(seconds=in_seconds)
         )
 
     def finish(self) -> None:

@@ -264,6 +264,7 @@ class Engine:
             self._backfill_wait[key] = min(wait * 2, 300.0)
             if announce:
                 self.bootstrapper.state.set(result)
+            self.bootstrapper.state.schedule_backfill(result.instrument, wait)
             return
         self.store.save_history(result.candles)
         if result.candles:

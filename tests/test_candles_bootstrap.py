@@ -131,6 +131,7 @@ def test_a_failed_bootstrap_falls_back_to_live_candles_and_the_backfill_merges_h
     status = HistoryStatus.objects.get(instrument__token="2885")
     assert (status.state, status.attempts) == ("warming_up", 4)
     assert error in status.last_error
+    assert status.next_backfill_at is not None  # the admin shows when it tries again
     simulator.set_clock(lambda: datetime.now(IST))  # the broker has the history again
 
     # Live candles 10:25 .. 10:33 (nine) from ticks while the symbols warm up.
@@ -155,6 +156,7 @@ def test_a_failed_bootstrap_falls_back_to_live_candles_and_the_backfill_merges_h
     assert not engine.warming
     state = redis_client.hgetall(keys.BOOTSTRAP_STATE)
     assert (state["loaded"], state["warming_up"]) == ("2", "0")
+    assert HistoryStatus.objects.get(instrument__token="2885").next_backfill_at is None
     rows = list(Candle.objects.filter(instrument__token="2885", interval="ONE_MINUTE",
                                       complete=True).order_by("start"))
     starts = [to_ms(r.start) for r in rows]

@@ -214,12 +214,18 @@ class SmartApiClient:
         log.debug(
             "%s HTTP %s in %.3fs", route, response.status_code, response.elapsed.total_seconds()
         )
-        return parse(
-            route,
-            response.status_code,
-            response.content,
-            content_type=response.headers.get("Content-Type", ""),
-        )
+        try:
+            return parse(
+                route,
+                response.status_code,
+                response.content,
+                content_type=response.headers.get("Content-Type", ""),
+            )
+        except RateLimitedError as error:
+            if self.limiter is not None:
+                # Angel counted more than our limiter did: every process waits, not just us.
+                self.limiter.hold(endpoint_for(route), error.retry_after)
+            raise
 
     def _call(self, route: str, body: Mapping[str, Any] | None = None, **kw: Any) -> Any:
         """``_send`` with retries for idempotent reads: transient faults back off, rate

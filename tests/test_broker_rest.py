@@ -394,3 +394,21 @@ def test_every_call_goes_through_the_limiter_first(fake, limiter):
     assert time.monotonic() - started < 1.0
     assert len(fake.seen("placeOrder")) == 1
     assert len(fake.seen("cancelOrder")) == 1
+
+
+def test_a_rate_limit_refusal_holds_the_shared_limiter_for_every_lane(fake, limiter):
+    api = make_client(fake.url, limiter=limiter, limiter_timeout=0.2)
+    api.set_jwt(
+        api.login(fake.client_code, fake.pin, pyotp.TOTP(fake.totp_secret).now())["jwtToken"]
+    )
+    fake.script(
+        "placeOrder",
+        Reply(status=403, body="Access denied because of exceeding access rate",
+              content_type="text/plain"),
+    )
+
+    with pytest.raises(RateLimitedError):
+        api.place_order(ORDER)
+
+    # The reserved lane still had its slot: only the hold keeps cancels back as well.
+    assert limiter.try_acquire("orders", "cancel") > 0

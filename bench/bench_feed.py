@@ -325,7 +325,7 @@ def main() -> None:
     quick = args.quick
     runs, seconds = (1, 5.0) if quick else (3, 8.0)
     drills = args.drills or (5 if quick else 20)
-    long_drills = 1 if quick else 2
+    long_drills = 1 if quick else drills
     healthy = 2.0
     workdir = Path(tempfile.mkdtemp(prefix="bench-feed-"))
     server = EmbeddedRedis(workdir / "redis").start()

@@ -55,6 +55,10 @@ def health_check() -> dict:
         "session": checks.check_session(_session_or_none()),
     }
     actions = _recover(redis_client, results)
+    try:
+        state.sync_kill_switch_mirror()  # a Redis restarted from an old snapshot
+    except Exception as exc:
+        log.warning("kill switch mirror not synced: %s", exc.__class__.__name__)
     statuses = [status for status, _ in results.values() if status != HealthCheck.Status.CLOSED]
     row = HealthCheck.objects.create(
         overall=checks.overall(statuses),

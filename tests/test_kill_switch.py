@@ -45,6 +45,10 @@ def test_the_command_engages_and_releases(redis_client, capsys):
 
     with pytest.raises(CommandError, match="needs --reason"):
         call_command("kill_switch", "release", "--by", "ops")
+    with pytest.raises(CommandError, match="needs --reason"):
+        call_command("kill_switch", "release", "--by", "ops", "--reason", "   ")
+    with pytest.raises(CommandError, match="--by must name who"):
+        call_command("kill_switch", "release", "--by", " ", "--reason", "drill over")
     call_command("kill_switch", "release", "--reason", "drill over", "--by", "ops")
 
     assert not state.is_kill_switch_engaged()
@@ -74,3 +78,39 @@ def test_the_admin_can_stop_the_feed_through_redis(redis_client, admin_client):
     assert response.status_code == 302
     command = redis_client.xrange(keys.FEED_COMMANDS)[-1][1]
     assert (command["cmd"], command["by"]) == ("stop", "admin")
+
+
+def test_a_redis_that_comes_back_with_an_old_snapshot_lets_no_order_out(tmp_path, settings):
+    from broker import factory
+    from tradebot.embedded_redis import EmbeddedRedis
+
+    server = EmbeddedRedis(tmp_path / "redis", persist=True).start()
+    settings.REDIS_URL = server.url
+    factory.reset()
+    try:
+        state.sync_kill_switch_mirror()
+        factory.get_redis().save()  # the snapshot says "off"
+        server.kill()
+
+        state.engage_kill_switch(by="asha", reason="broker outage")  # Redis is down
+        server.start()
+        stale = factory.get_redis().get(keys.KILL_SWITCH)
+
+        assert stale == "0"
+        assert state.is_kill_switch_engaged()
+        assert factory.get_redis().get(keys.KILL_SWITCH) == "1"
+    finally:
+        server.stop()
+        factory.reset()
+
+
+def test_the_health_check_puts_a_stale_mirror_right(redis_client):
+    from health.tasks import health_check
+
+    state.engage_kill_switch(by="asha", reason="test")
+    state.release_kill_switch(by="asha", reason="fixed")
+    redis_client.set(keys.KILL_SWITCH, "1")  # e.g. Redis was down during the release
+
+    health_check.run()
+
+    assert redis_client.get(keys.KILL_SWITCH) == "0"

@@ -100,3 +100,34 @@ def test_a_malformed_database_url_is_named():
 
     assert result.returncode != 0
     assert "DATABASE_URL cannot be parsed" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "name, value, message",
+    [
+        ("ORDER_QUANTITY", "0", "ORDER_QUANTITY=0 is too small; at least 1"),
+        ("FEED_WATCHDOG_SECONDS", "0", "FEED_WATCHDOG_SECONDS=0.0 is too small; at least 1.0"),
+        ("FEED_CONNECTIONS", "4", "FEED_CONNECTIONS=4 is too large; at most 3"),
+        ("CANDLE_INTERVAL", "2m", "CANDLE_INTERVAL='2m' must be one of ONE_MINUTE"),
+        ("CANDLE_EXTRA_INTERVALS", "FIVE_MINUTE,2m", "CANDLE_EXTRA_INTERVALS has '2m'"),
+        ("LOG_LEVEL", "verbose", "LOG_LEVEL='VERBOSE' must be one of DEBUG"),
+        ("FEED_PING_SECONDS", "nan", "FEED_PING_SECONDS='nan' is not a finite number"),
+    ],
+)
+def test_a_value_the_bot_cannot_use_is_refused_at_start_naming_it(name, value, message):
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        env={**os.environ, name: value}, capture_output=True, text=True,
+    )
+
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+def test_a_lower_case_log_level_is_accepted():
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        env={**os.environ, "LOG_LEVEL": "warning"}, capture_output=True, text=True,
+    )
+
+    assert result.returncode == 0, result.stderr

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib import admin, messages
 from django.http import HttpRequest, HttpResponseRedirect
 from django.urls import path, reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from tradebot import state
 from tradebot.models import Activity, BotState, KillSwitchEvent
@@ -42,12 +42,12 @@ class BotStateAdmin(admin.ModelAdmin):
             status = collect_status()
         except Exception as exc:  # the page must render even when Redis is down
             return f"status unavailable: {exc}"
-        rows = "".join(
-            format_html("<tr><th>{}</th><td>{}</td></tr>", key, value)
-            for key, value in status.items()
-            if not isinstance(value, dict | list)
+        rows = format_html_join(
+            "", "<tr><th>{}</th><td>{}</td></tr>",
+            ((key, value) for key, value in status.items()
+             if not isinstance(value, dict | list)),
         )
-        return format_html("<table>{}</table>", format_html(rows))
+        return format_html("<table>{}</table>", rows)
 
     def get_urls(self):
         return [

@@ -40,24 +40,41 @@ def env_optional(name: str) -> str | None:
     return _raw(name)
 
 
-def env_int(name: str, default: int) -> int:
+def _bounded(name: str, value: float, minimum: float | None, maximum: float | None) -> None:
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"{name}={value!r} is too small; at least {minimum}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{name}={value!r} is too large; at most {maximum}")
+
+
+def env_int(
+    name: str, default: int, *, minimum: int | None = None, maximum: int | None = None
+) -> int:
     value = _raw(name)
     if value is None:
         return default
     try:
-        return int(value)
+        number = int(value)
     except ValueError:
         raise ConfigError(f"{name}={value!r} is not a whole number") from None
+    _bounded(name, number, minimum, maximum)
+    return number
 
 
-def env_float(name: str, default: float) -> float:
+def env_float(
+    name: str, default: float, *, minimum: float | None = None, maximum: float | None = None
+) -> float:
     value = _raw(name)
     if value is None:
         return default
     try:
-        return float(value)
+        number = float(value)
     except ValueError:
         raise ConfigError(f"{name}={value!r} is not a number") from None
+    if number != number or number in (float("inf"), float("-inf")):
+        raise ConfigError(f"{name}={value!r} is not a finite number")
+    _bounded(name, number, minimum, maximum)
+    return number
 
 
 _TRUE = {"1", "true", "yes", "on"}

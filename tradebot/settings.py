@@ -172,7 +172,7 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 # --- broker (Angel One SmartAPI, or the simulator in paper mode) --------------------
 SIMULATOR_HOST = env_str("SIMULATOR_HOST", "127.0.0.1")
-SIMULATOR_PORT = env_int("SIMULATOR_PORT", 8600)
+SIMULATOR_PORT = env_int("SIMULATOR_PORT", 8600, minimum=1, maximum=65535)
 _sim_root = f"http://{SIMULATOR_HOST}:{SIMULATOR_PORT}"
 _sim_ws = f"ws://{SIMULATOR_HOST}:{SIMULATOR_PORT}"
 
@@ -182,6 +182,7 @@ SIMULATOR_PIN = "1234"
 SIMULATOR_API_KEY = "paper-api-key"
 SIMULATOR_TOTP_SECRET = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"  # noqa: S105 (demo value)
 
+_defaults: dict[str, str | None]
 if PAPER:
     _defaults = {
         "rest": _sim_root,
@@ -212,7 +213,7 @@ ANGEL_CLIENT_CODE = env_optional("ANGEL_CLIENT_CODE") or _defaults["client_code"
 ANGEL_PIN = env_optional("ANGEL_PIN") or _defaults["pin"]
 ANGEL_API_KEY = env_optional("ANGEL_API_KEY") or _defaults["api_key"]
 ANGEL_TOTP_SECRET = env_optional("ANGEL_TOTP_SECRET") or _defaults["totp"]
-ANGEL_HTTP_TIMEOUT = env_float("ANGEL_HTTP_TIMEOUT", 7.0)
+ANGEL_HTTP_TIMEOUT = env_float("ANGEL_HTTP_TIMEOUT", 7.0, minimum=0.5)
 # Sent in the X-Client* headers. Under the SEBI retail-algo rules orders must come from
 # the static IP registered with Angel: set ANGEL_CLIENT_PUBLIC_IP to it in live mode.
 ANGEL_CLIENT_LOCAL_IP = env_str("ANGEL_CLIENT_LOCAL_IP", "127.0.0.1")
@@ -226,8 +227,8 @@ ANGEL_SCRIP_MASTER_URL = env_str(
     else "https://margincalculator.angelone.in/OpenAPI_File/files/OpenAPIScripMaster.json",
 )
 # Expected session lifetime; the token check warns this long before it runs out.
-SESSION_LIFETIME_HOURS = env_float("SESSION_LIFETIME_HOURS", 24.0)
-SESSION_WARN_BEFORE_MINUTES = env_int("SESSION_WARN_BEFORE_MINUTES", 60)
+SESSION_LIFETIME_HOURS = env_float("SESSION_LIFETIME_HOURS", 24.0, minimum=0.1)
+SESSION_WARN_BEFORE_MINUTES = env_int("SESSION_WARN_BEFORE_MINUTES", 60, minimum=0)
 
 # --- market hours ------------------------------------------------------------------
 # In paper mode the simulated market stays open around the clock unless this is off.
@@ -236,26 +237,39 @@ MARKET_ALWAYS_OPEN = env_bool("MARKET_ALWAYS_OPEN", PAPER)
 # --- feed ---------------------------------------------------------------------------
 # 1 LTP, 2 Quote, 3 SnapQuote (candle volume needs 2 or 3)
 FEED_MODE = int(env_choice("FEED_MODE", "2", ("1", "2", "3")))
-FEED_WATCHDOG_SECONDS = env_float("FEED_WATCHDOG_SECONDS", 15.0)
-FEED_STREAM_MAXLEN = env_int("FEED_STREAM_MAXLEN", 500_000)
-FEED_CONNECTIONS = env_int("FEED_CONNECTIONS", 1)  # Angel allows 3 per client code
-FEED_QUIET_SECONDS = env_float("FEED_QUIET_SECONDS", 60.0)  # one instrument silent: resubscribe
-FEED_PING_SECONDS = env_float("FEED_PING_SECONDS", 10.0)
-FEED_PONG_TIMEOUT_SECONDS = env_float("FEED_PONG_TIMEOUT_SECONDS", 5.0)
-FEED_CONNECT_TIMEOUT_SECONDS = env_float("FEED_CONNECT_TIMEOUT_SECONDS", 5.0)
-FEED_BACKOFF_CAP_SECONDS = env_float("FEED_BACKOFF_CAP_SECONDS", 30.0)
-FEED_HEALTHY_SECONDS = env_float("FEED_HEALTHY_SECONDS", 30.0)  # then the attempt count resets
-FEED_BUFFER_MAX = env_int("FEED_BUFFER_MAX", 200_000)  # ticks held while Redis is away
+FEED_WATCHDOG_SECONDS = env_float("FEED_WATCHDOG_SECONDS", 15.0, minimum=1.0)
+FEED_STREAM_MAXLEN = env_int("FEED_STREAM_MAXLEN", 500_000, minimum=1000)
+# Angel allows 3 WebSocket connections per client code.
+FEED_CONNECTIONS = env_int("FEED_CONNECTIONS", 1, minimum=1, maximum=3)
+# One instrument silent this long while others flow: resubscribe it.
+FEED_QUIET_SECONDS = env_float("FEED_QUIET_SECONDS", 60.0, minimum=1.0)
+FEED_PING_SECONDS = env_float("FEED_PING_SECONDS", 10.0, minimum=0.5)
+FEED_PONG_TIMEOUT_SECONDS = env_float("FEED_PONG_TIMEOUT_SECONDS", 5.0, minimum=0.5)
+FEED_CONNECT_TIMEOUT_SECONDS = env_float("FEED_CONNECT_TIMEOUT_SECONDS", 5.0, minimum=0.5)
+FEED_BACKOFF_CAP_SECONDS = env_float("FEED_BACKOFF_CAP_SECONDS", 30.0, minimum=1.0)
+# Connected this long: the attempt count resets.
+FEED_HEALTHY_SECONDS = env_float("FEED_HEALTHY_SECONDS", 30.0, minimum=0.5)
+FEED_BUFFER_MAX = env_int("FEED_BUFFER_MAX", 200_000, minimum=1)  # ticks held while Redis is away
 FEED_WATCHLIST_POLL_SECONDS = env_float("FEED_WATCHLIST_POLL_SECONDS", 30.0)
 FEED_STOP_ON_KILL_SWITCH = env_bool("FEED_STOP_ON_KILL_SWITCH", False)
 FEED_SWITCH_INTERVAL = env_float("FEED_SWITCH_INTERVAL", 0.0005)
 
 # --- strategy and risk --------------------------------------------------------------
-CANDLE_INTERVAL = env_str("CANDLE_INTERVAL", "ONE_MINUTE")
-BOOTSTRAP_CANDLES = env_int("BOOTSTRAP_CANDLES", 200)
-ORDER_DEADLINE_SECONDS = env_int("ORDER_DEADLINE_SECONDS", 30)
-ORDER_QUANTITY = env_int("ORDER_QUANTITY", 1)
+# Intervals the candle builder makes live (getCandleData names; strategies.candles).
+LIVE_CANDLE_INTERVALS = (
+    "ONE_MINUTE", "THREE_MINUTE", "FIVE_MINUTE", "TEN_MINUTE", "FIFTEEN_MINUTE",
+    "THIRTY_MINUTE", "ONE_HOUR",
+)
+CANDLE_INTERVAL = env_choice("CANDLE_INTERVAL", "ONE_MINUTE", LIVE_CANDLE_INTERVALS)
+BOOTSTRAP_CANDLES = env_int("BOOTSTRAP_CANDLES", 200, minimum=1)
+ORDER_DEADLINE_SECONDS = env_int("ORDER_DEADLINE_SECONDS", 30, minimum=1)
+ORDER_QUANTITY = env_int("ORDER_QUANTITY", 1, minimum=1)
 CANDLE_EXTRA_INTERVALS = tuple(env_list("CANDLE_EXTRA_INTERVALS"))  # e.g. FIVE_MINUTE
+for _interval in CANDLE_EXTRA_INTERVALS:
+    if _interval not in LIVE_CANDLE_INTERVALS:
+        raise ConfigError(
+            f"CANDLE_EXTRA_INTERVALS has {_interval!r}; use {', '.join(LIVE_CANDLE_INTERVALS)}"
+        )
 CANDLE_GRACE_SECONDS = env_float("CANDLE_GRACE_SECONDS", 2.0)
 CANDLE_SILENCE_SECONDS = env_float("CANDLE_SILENCE_SECONDS", 30.0)
 CANDLE_REPAIR_HOLD_SECONDS = env_float("CANDLE_REPAIR_HOLD_SECONDS", 90.0)
@@ -264,17 +278,21 @@ REBOOTSTRAP_AFTER_OUTAGE_SECONDS = env_float("REBOOTSTRAP_AFTER_OUTAGE_SECONDS",
 # Risk gate: every refusal is written to the activity feed with its reason.
 RISK_ENTRY_CUTOFF_MINUTES = env_int("RISK_ENTRY_CUTOFF_MINUTES", 15)
 RISK_SQUARE_OFF_TIME = env_str("RISK_SQUARE_OFF_TIME", "15:20")
-RISK_MAX_POSITION_QTY = env_int("RISK_MAX_POSITION_QTY", 1000)
+RISK_MAX_POSITION_QTY = env_int("RISK_MAX_POSITION_QTY", 1000, minimum=0)
 RISK_MAX_POSITION_VALUE = env_float("RISK_MAX_POSITION_VALUE", 200_000.0)  # rupees
 RISK_MAX_ORDER_VALUE = env_float("RISK_MAX_ORDER_VALUE", 100_000.0)  # rupees
-RISK_MAX_ORDERS_PER_MINUTE = env_int("RISK_MAX_ORDERS_PER_MINUTE", 20)
+RISK_MAX_ORDERS_PER_MINUTE = env_int("RISK_MAX_ORDERS_PER_MINUTE", 20, minimum=0)
 RISK_DAILY_LOSS_LIMIT = env_float("RISK_DAILY_LOSS_LIMIT", 5_000.0)  # rupees
 
 # --- web ----------------------------------------------------------------------------
 WEB_HOST = env_str("WEB_HOST", "127.0.0.1")
-WEB_PORT = env_int("WEB_PORT", 8000)
-FLOWER_PORT = env_int("FLOWER_PORT", 5555)
+WEB_PORT = env_int("WEB_PORT", 8000, minimum=1, maximum=65535)
+FLOWER_PORT = env_int("FLOWER_PORT", 5555, minimum=1, maximum=65535)
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
+if LOG_LEVEL not in LOG_LEVELS:
+    raise ConfigError(f"LOG_LEVEL={LOG_LEVEL!r} must be one of {', '.join(LOG_LEVELS)}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -292,7 +310,7 @@ LOGGING = {
             "filters": ["mask_secrets"],
         }
     },
-    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django.server": {"level": "WARNING"},
         # The feed logs every disconnect itself, with the attempt count and the wait.

@@ -1,8 +1,10 @@
 """Kill switch and activity feed, for every process.
 
 The database row is the record (it survives restarts and says who and why); Redis holds
-a mirror so the order path can check it in one round trip right before each send. When
-the mirror is missing (Redis restarted) it is rebuilt from the database.
+a mirror. A mirror that says "engaged" answers in one round trip; otherwise the row
+decides, so a stale mirror (a Redis that restarted from an old snapshot, or was down
+when the switch was engaged) can never let an order out. The launcher and the 60 s
+health check copy the row into the mirror.
 """
 
 from __future__ import annotations
@@ -30,25 +32,34 @@ def _redis():
 
 
 def sync_kill_switch_mirror() -> bool:
-    """Copy the database's kill switch into Redis; returns the engaged flag."""
+    """Copy the database's kill switch into Redis; returns the engaged flag. Says so
+    when the mirror disagreed."""
     engaged = bot_state().kill_switch_engaged
-    _redis().set(keys.KILL_SWITCH, "1" if engaged else "0")
+    wanted = "1" if engaged else "0"
+    previous = _redis().set(keys.KILL_SWITCH, wanted, get=True)
+    if previous is not None and previous != wanted:
+        log.error("kill switch mirror in Redis said %r, the database %r: mirror corrected",
+                  previous, wanted)
     return engaged
 
 
 def is_kill_switch_engaged() -> bool:
-    """Fast check for the order path. Falls back to the database when Redis has no mirror.
-
-    Any doubt (Redis down and the database unreachable) raises: callers must not send.
-    """
+    """The check right before each send and each signal: engaged if the mirror or the
+    database says so. Any doubt (Redis and the database both unreachable) raises:
+    callers must not send."""
     try:
-        value = _redis().get(keys.KILL_SWITCH)
+        if _redis().get(keys.KILL_SWITCH) == "1":
+            return True
     except Exception:  # Redis down: the database decides
         log.warning("kill switch mirror unreadable in Redis; reading the database")
         return bot_state().kill_switch_engaged
-    if value is None:
-        return sync_kill_switch_mirror()
-    return value == "1"
+    engaged = bot_state().kill_switch_engaged
+    if engaged:
+        try:
+            sync_kill_switch_mirror()
+        except Exception:
+            pass  # the row has answered; the health check repairs the mirror later
+    return engaged
 
 
 def _set_kill_switch(engaged: bool, by: str, reason: str) -> BotState:

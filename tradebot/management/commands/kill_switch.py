@@ -18,6 +18,9 @@ class Command(BaseCommand):
         parser.add_argument("--by", default=getpass.getuser())
 
     def handle(self, *args, action: str, reason: str, by: str, **options) -> None:
+        reason, by = reason.strip(), by.strip()
+        if action != "show" and not by:
+            raise CommandError("--by must name who is acting (it goes in the record)")
         if action == "engage":
             state.engage_kill_switch(by=by, reason=reason or "engaged from the command line")
             self.stdout.write(self.style.ERROR("KILL SWITCH ENGAGED: no new orders"))

@@ -19,11 +19,13 @@ $(STAMP): requirements.txt | $(BIN)/python
 run: $(STAMP)
 	$(BIN)/python -m tradebot.stack
 
-test: $(STAMP)
+test: lint
 	TRADEBOT_DOTENV=0 TRADEBOT_VAR_DIR=$(CURDIR)/var/test $(BIN)/python -m pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	TRADEBOT_DOTENV=0 TRADEBOT_MODE=paper TRADEBOT_VAR_DIR=$(CURDIR)/var/test \
+		$(BIN)/mypy tradebot broker feeds orders health strategies simulator manage.py
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

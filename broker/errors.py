@@ -21,7 +21,7 @@ exception`` translates a ``requests`` exception, knowing whether the request wen
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, TypedDict
 
 import requests
 import urllib3.exceptions
@@ -160,12 +160,18 @@ def _is_true(value: Any) -> bool:
     return value is True or (isinstance(value, str) and value.strip().lower() == "true")
 
 
+class _ErrorTags(TypedDict):
+    route: str
+    code: str
+    http_status: int | None
+
+
 def error_for_code(
     route: str, code: str, message: str, http_status: int | None = 200
 ) -> BrokerError:
     """The exception for a broker error code on ``route`` (smartapi.md §2.1)."""
     code = (code or "").strip().upper()
-    kw = {"route": route, "code": code, "http_status": http_status}
+    kw: _ErrorTags = {"route": route, "code": code, "http_status": http_status}
     if code in SESSION_CODES:
         return SessionExpiredError(message, **kw)
     if code in CONFIGURATION_CODES:

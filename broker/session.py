@@ -23,10 +23,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from datetime import time as clock_time
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import pyotp
 import redis
+from redis.typing import EncodableT, FieldT
 
 from broker.errors import (
     ConfigurationError,
@@ -131,9 +132,10 @@ def session_status(
     raw = redis_client.hmget(
         keys.SESSION.format(client_code=client_code), ["issued_at", "expires_at"]
     )
-    if None in raw:
+    issued_raw, expires_raw = raw
+    if issued_raw is None or expires_raw is None:
         return {"logged_in": False, "client_code": client_code}
-    issued_at, expires_at = float(raw[0]), float(raw[1])
+    issued_at, expires_at = float(issued_raw), float(expires_raw)
     now = time.time() if now is None else now
     return {
         "logged_in": now < expires_at,
@@ -203,7 +205,8 @@ class BrokerSession:
 
     def stored(self) -> SessionTokens | None:
         """The tokens in Redis, expired or not; ``None`` when there are none."""
-        raw = self._redis_call(lambda: self._redis.hgetall(self._key))
+        # A decode_responses client: fields and values are str.
+        raw = cast("dict[str, str]", self._redis_call(lambda: self._redis.hgetall(self._key)))
         try:
             return SessionTokens(
                 jwt=raw["jwt"],
@@ -355,7 +358,7 @@ class BrokerSession:
             issued_at=issued_at,
             expires_at=session_end(issued_at, self.lifetime_seconds, self.daily_cutoff),
         )
-        mapping = {
+        mapping: dict[FieldT, EncodableT] = {
             "jwt": tokens.jwt,
             "refresh_token": tokens.refresh_token,
             "feed_token": tokens.feed_token,

@@ -17,7 +17,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, cast
 
 import pyotp
 
@@ -113,7 +113,8 @@ class FakeAngel:
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
+        # An AF_INET server: the address is (host, port).
+        host, port = cast("tuple[str, int]", self._server.server_address)[:2]
         return f"http://{host}:{port}"
 
     def start(self) -> FakeAngel:

@@ -15,15 +15,24 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
+from typing import cast
 
 import websocket
 from websocket import ABNF, WebSocketBadStatusException
 
-from broker.codec import FrameError, ServerError, decode, parse_text
+from broker.codec import (
+    FrameError,
+    LtpTick,
+    QuoteTick,
+    ServerError,
+    SnapQuoteTick,
+    decode,
+    parse_text,
+)
 from feeds.backoff import Backoff
 from feeds.clock import Clock
 from feeds.config import FeedConfig
-from feeds.credentials import CredentialSource, CredentialsUnavailable
+from feeds.credentials import CredentialSource, CredentialsUnavailable, FeedCredentials
 from feeds.fastread import FastWebSocketApp
 from feeds.registry import (
     ACTION_SUBSCRIBE,
@@ -146,7 +155,7 @@ class FeedConnection:
         self._app: websocket.WebSocketApp | None = None
         self._attempt: _Attempt | None = None
         self._refresh_gate = refresh_gate or RefreshGate(config.auth_refresh_interval)
-        self._creds = None  # the tokens of the latest attempt
+        self._creds: FeedCredentials | None = None  # the tokens of the latest attempt
         self._reset_requested = False
         self._wanted: set[Key] = set()
         self._seen: dict[Key, float] = {}  # last tick per instrument (monotonic)
@@ -336,8 +345,8 @@ class FeedConnection:
 
     def _after(self, attempt: _Attempt) -> None:
         """Decide what follows a finished attempt: refresh tokens, wait, or nothing."""
-        opened = attempt.opened_at is not None
-        if opened:
+        lasted: float | None = None  # how long the socket stayed open, when it opened
+        if attempt.opened_at is not None:
             lasted = (attempt.closed_at or 0.0) - attempt.opened_at
             self.backoff.connection_lasted(lasted, attempt.ticks > 0)
         with self._lock:
@@ -348,7 +357,7 @@ class FeedConnection:
             return  # closing for the night is not a failure
         reason = attempt.describe()
         self.last_error = reason
-        if opened:
+        if lasted is not None:
             log.warning("%s lost after %.1f s: %s", self.name, lasted, reason)
         refreshed = attempt.status in (401, 403) and self._refresh_tokens(reason)
 
@@ -396,7 +405,8 @@ class FeedConnection:
     # --- socket callbacks (reader thread: no sleeping, no reconnecting) --------------
 
     def _on_open(self, ws: websocket.WebSocketApp, attempt: _Attempt) -> None:
-        ws.install_reader()  # before the first frame is read
+        # Always the FastWebSocketApp of _connect_once; swap reads before the first frame.
+        cast(FastWebSocketApp, ws).install_reader()
         attempt.opened_at = self._clock.monotonic()
         now = time.monotonic()  # liveness runs on the same clock as the tick stamps
         was_down = self.state == DOWN
@@ -463,9 +473,11 @@ class FeedConnection:
         self._seq[key] = seq
         rx = self.last_rx_ms = int(time.time() * 1000)
         if mode == 1:
-            self._put(TickEntry(key[0], key[1], tick[5], tick[4], seq, None, None, rx))
+            ltp = cast(LtpTick, tick)
+            self._put(TickEntry(key[0], key[1], ltp[5], ltp[4], seq, None, None, rx))
         else:
-            self._put(TickEntry(key[0], key[1], tick[5], tick[4], seq, tick[8], tick[6], rx))
+            quote = cast("QuoteTick | SnapQuoteTick", tick)  # modes 2 and 3 share the head
+            self._put(TickEntry(key[0], key[1], quote[5], quote[4], seq, quote[8], quote[6], rx))
 
     def _on_text(self, data: bytes | str) -> None:
         text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data

@@ -15,6 +15,7 @@ TODO: drop this module if websocket-client gains buffered reads.
 from __future__ import annotations
 
 import selectors
+import socket
 from collections.abc import Callable
 
 import websocket
@@ -33,8 +34,9 @@ class BufferedReader:
     __slots__ = ("ws", "raw", "buf", "pos")
 
     def __init__(self, ws: websocket.WebSocket) -> None:
+        assert ws.sock is not None  # made only after the handshake, on a connected socket
         self.ws = ws
-        self.raw = ws.sock
+        self.raw: socket.socket = ws.sock
         self.buf = b""
         self.pos = 0
 

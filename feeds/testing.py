@@ -6,7 +6,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from broker.watchlist import DEFAULT_WATCHLIST
 from feeds.backoff import BackoffPolicy
@@ -37,7 +37,7 @@ def wait_for(predicate: Callable[[], T], timeout: float = 10.0, what: str = "") 
 
 def fast_config(url: str, **overrides) -> FeedConfig:
     """Short timers, so a test sees a whole recovery in a second or two."""
-    values = {
+    values: dict[str, Any] = {
         "url": url,
         "watchdog_seconds": 1.5,
         "quiet_seconds": 30.0,

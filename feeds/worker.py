@@ -17,12 +17,14 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from datetime import date, datetime
+from typing import cast
 
 import redis
 import websocket
 from django.conf import settings
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+from redis.typing import EncodableT, FieldT
 
 from feeds.clock import Clock
 from feeds.config import FeedConfig
@@ -38,6 +40,7 @@ from tradebot.state import record
 
 log = logging.getLogger(__name__)
 
+_Entry = tuple[str, dict[str, str]]  # a stream entry: (id, fields)
 
 
 def redis_client(timeout: float = 1.0, url: str | None = None) -> redis.Redis:
@@ -94,7 +97,7 @@ class FeedWorker:
         self.config = config
         self.credentials = credentials
         self.wanted_connections = max(1, min(connections, 3))
-        self.client_code = client_code or settings.ANGEL_CLIENT_CODE
+        self.client_code = client_code or settings.ANGEL_CLIENT_CODE or ""
         self.clock = clock or Clock()
         self._now = now
         self.always_open = (
@@ -120,7 +123,9 @@ class FeedWorker:
         self._market_open_now: bool | None = None
         self._day: date | None = None
         self._reconnects_before_today = 0
-        poll = watchlist_poll_seconds or getattr(settings, "FEED_WATCHLIST_POLL_SECONDS", 30)
+        poll = watchlist_poll_seconds or float(
+            getattr(settings, "FEED_WATCHLIST_POLL_SECONDS", 30)
+        )
         self._every_watchlist = _Every(poll)
         self._every_state = _Every(1.0)
         self._every_commands = _Every(0.2)
@@ -295,10 +300,16 @@ class FeedWorker:
     # --- commands ------------------------------------------------------------------
 
     def _poll_commands(self) -> None:
+        # A decode_responses client on RESP2: replies are lists of str ids and str fields.
         if self._commands_from is None:
-            newest = self._redis.xrevrange(keys.FEED_COMMANDS, count=1)
+            newest = cast(
+                "list[_Entry] | None", self._redis.xrevrange(keys.FEED_COMMANDS, count=1)
+            )
             self._commands_from = newest[0][0] if newest else "0-0"
-        replies = self._redis.xread({keys.FEED_COMMANDS: self._commands_from}, count=20)
+        replies = cast(
+            "list[tuple[str, list[_Entry]]] | None",
+            self._redis.xread({keys.FEED_COMMANDS: self._commands_from}, count=20),
+        )
         for _stream, entries in replies or ():
             for entry_id, fields in entries:
                 self._commands_from = entry_id
@@ -441,7 +452,8 @@ class FeedWorker:
     def _publish_state(self, **extra: str) -> None:
         fields = self.snapshot()
         fields.update(extra)
-        self._redis.hset(keys.FEED_STATE, mapping=fields)
+        # redis-py's mapping has an invariant key type, which a dict[str, ...] cannot meet.
+        self._redis.hset(keys.FEED_STATE, mapping=cast("dict[FieldT, EncodableT]", fields))
 
     def _redis_outage(self, kind: str, data: dict) -> None:
         if kind == "up":

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 from decimal import Decimal
+from typing import TypedDict
 
 from django.utils import timezone
 
@@ -46,6 +47,8 @@ def cancel(*, intent_id: int | None = None, order_pk: int | None = None, reason:
             ):
                 return "cancelled"
             intent = load(intent_id)
+            if intent is None:
+                return "missing"
         if intent.status in states.TERMINAL:
             return "done"
         if intent.status in UNRESOLVED:
@@ -58,6 +61,8 @@ def cancel(*, intent_id: int | None = None, order_pk: int | None = None, reason:
         if order is None:
             return "no order"
     else:
+        if order_pk is None:
+            return "missing"
         order = Order.objects.select_related("intent").filter(pk=order_pk).first()
         if order is None:
             return "missing"
@@ -101,13 +106,19 @@ def _cancel_order(order: Order, reason: str) -> str:
 # --- modify ---------------------------------------------------------------------------
 
 
+class _Changes(TypedDict, total=False):
+    price: Decimal
+    quantity: int
+    order_type: str
+
+
 def modify(
     intent_id: int, *, price=None, quantity: int | None = None, order_type: str | None = None
 ) -> str:
     intent = load(intent_id)
     if intent is None:
         return "missing"
-    changes = {}
+    changes: _Changes = {}
     if price is not None:
         changes["price"] = Decimal(str(price)).quantize(Decimal("0.01"))
     if quantity is not None:
@@ -123,6 +134,8 @@ def modify(
             states.remark(intent, f"changed before sending: {changes}")
             return "updated"
         intent = load(intent_id)
+        if intent is None:
+            return "missing"
     if intent.status in states.TERMINAL:
         return "done"
     if intent.status in UNRESOLVED:
@@ -138,6 +151,7 @@ def modify(
         return "blocked"
     target_type = changes.get("order_type", order.order_type or intent.order_type)
     target_price = changes.get("price", order.price or intent.price)
+    target_quantity = changes.get("quantity", order.quantity)
     params = {
         "variety": order.variety or "NORMAL",
         "orderid": order.broker_order_id,
@@ -145,7 +159,7 @@ def modify(
         "producttype": order.product_type or intent.product_type,
         "duration": intent.duration,
         "price": str(target_price) if target_type == "LIMIT" and target_price else "0",
-        "quantity": changes.get("quantity", order.quantity),
+        "quantity": target_quantity,
         "tradingsymbol": order.tradingsymbol,
         "symboltoken": order.symboltoken,
         "exchange": order.exchange,
@@ -174,8 +188,8 @@ def modify(
         ) from exc
     except RateLimitedError as exc:
         raise WaitFor(exc.retry_after, "broker rate limit on modify") from exc
-    order.order_type = params["ordertype"]
-    order.quantity = params["quantity"]
+    order.order_type = target_type
+    order.quantity = target_quantity
     order.price = target_price if target_type == "LIMIT" else None
     order.updated_at = timezone.now()
     order.save()

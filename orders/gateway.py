@@ -80,7 +80,13 @@ class Gateway:
                 self.limiter.hold(endpoint_for(route), error.retry_after)
             raise
 
-    def _call(self, fn, route: str, priority: str, before_retry) -> T:
+    def _call(
+        self,
+        fn: Callable[[SmartApiClient], T],
+        route: str,
+        priority: str,
+        before_retry: Callable[[], None] | None,
+    ) -> T:
         tokens = self.session.current()
         self.client.set_jwt(tokens.jwt)
         try:

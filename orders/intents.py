@@ -107,7 +107,7 @@ def enqueue_place(intent: OrderIntent, countdown: float | None = None) -> bool:
     try:
         place_order.apply_async(
             (intent.pk,),
-            countdown=countdown,
+            countdown=countdown,  # type: ignore[arg-type]  # celery-types: None (no delay) is valid
             expires=expires,
             retry=True,
             retry_policy=PUBLISH_RETRY_POLICY,

@@ -136,7 +136,9 @@ def square_off_positions(step: int = 0) -> str:
                 exchange=str(row.get("exchange", "")).upper(),
                 token=str(row.get("symboltoken", "")),
             ).first()
-            if net and instrument is None:
+            if not net:
+                continue
+            if instrument is None:
                 record(
                     "orders",
                     f"square off: unknown instrument {row.get('tradingsymbol')} "
@@ -144,8 +146,7 @@ def square_off_positions(step: int = 0) -> str:
                     level="error",
                 )
                 continue
-            if net:
-                positions.append((instrument, net, str(row.get("producttype") or "INTRADAY")))
+            positions.append((instrument, net, str(row.get("producttype") or "INTRADAY")))
     except BrokerError as exc:
         from orders.positions import open_instruments
 

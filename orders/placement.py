@@ -195,7 +195,7 @@ def _from_new(intent: OrderIntent) -> str:
 def _from_submitting(intent: OrderIntent) -> str:
     now = timezone.now()
     alive = holder_alive(intent.claimed_by, intent.claim_token)
-    lease_left = LEASE_SECONDS
+    lease_left: float = LEASE_SECONDS
     if intent.claimed_at is not None:
         lease_left = (intent.claimed_at - now).total_seconds() + LEASE_SECONDS
     if alive is True or (alive is None and lease_left > 0):
@@ -455,6 +455,7 @@ def _back_to_unknown(intent: OrderIntent, token: str, why: str) -> None:
 def _search_then_send(intent: OrderIntent, token: str) -> str:
     gw = gateway()
     fresh_after = max(t for t in (intent.settle_until, intent.sent_at, intent.claimed_at) if t)
+    assert intent.ordertag is not None  # written in the insert's transaction (orders.intents)
     try:
         rows = gw.find_tag(intent.ordertag, fresh_after)
     except (WaitFor, BrokerError, SoftTimeLimitExceeded) as exc:

@@ -9,12 +9,16 @@ reconciler compares it with the broker's own ``getPosition`` and reports a misma
 from __future__ import annotations
 
 from datetime import datetime, time
+from typing import TYPE_CHECKING
 
 from django.db.models import Case, F, IntegerField, Sum, When
 
 from orders.models import Order, OrderIntent, Side
 from orders.states import TERMINAL
 from tradebot.market_hours import IST, now_ist
+
+if TYPE_CHECKING:
+    from feeds.models import Instrument
 
 
 def start_of_day(moment: datetime | None = None) -> datetime:
@@ -58,7 +62,7 @@ def exposure(instrument) -> int:
     return net_quantity(instrument) + pending_quantity(instrument)
 
 
-def open_instruments() -> list[tuple[object, int]]:
+def open_instruments() -> list[tuple[Instrument, int]]:
     """(instrument, net quantity) for every instrument with a non-zero net today."""
     rows = (
         Order.objects.filter(placed_at__gte=start_of_day(), instrument__isnull=False)
@@ -67,7 +71,7 @@ def open_instruments() -> list[tuple[object, int]]:
     )
     from feeds.models import Instrument
 
-    found = []
+    found: list[tuple[Instrument, int]] = []
     for row in rows:
         if row["net"]:
             found.append((Instrument.objects.get(pk=row["instrument"]), int(row["net"])))

@@ -116,6 +116,7 @@ def _apply_book(rows: list[dict], summary: dict) -> dict[str, list[dict]]:
 
 def _adopt(tag: str, rows: list[dict], summary: dict) -> None:
     pk = tags.parse_pk(tag)
+    assert pk is not None  # only tags of ours (tags.is_ours) are adopted
     intent = OrderIntent.objects.select_related("instrument").filter(pk=pk).first()
     if intent is not None and intent.ordertag != tag:
         intent = None  # same primary key, another (older) database's intent

@@ -126,7 +126,9 @@ class InstrumentState:
             return codec.encode_snap_quote(self.snap_tick())
         return codec.encode_depth_20(self.depth_tick())
 
-    def _quote_fields(self) -> tuple:
+    def _quote_fields(
+        self,
+    ) -> tuple[int, str, int, int, int, int, int, int, float, float, int, int, int, int]:
         return (
             self.exchange_type, self.token, self.sequence, self.exchange_ts_ms,
             self.ltp_paise, self.last_qty, self.avg_paise, self.volume, self.total_buy,

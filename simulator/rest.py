@@ -80,6 +80,13 @@ def _json(body: dict[str, Any] | list, status: int = 200) -> web.Response:
     )
 
 
+def _body(response: web.Response) -> bytes:
+    """The body of a response made here: always bytes (built with ``body=`` or ``text=``)."""
+    body = response.body
+    assert isinstance(body, bytes | bytearray)
+    return bytes(body)
+
+
 Impl = Callable[[web.Request, Session | None, dict], Awaitable[Any]]
 
 
@@ -122,7 +129,7 @@ class Rest:
                     return _fault_response(rule.kind, rule.status)
             response = await self._run(request, name, impl, secure)
             if rule is not None and rule.kind == "truncated" and response.body:
-                body = bytes(response.body)
+                body = _body(response)
                 return web.Response(status=response.status, body=body[: len(body) // 2],
                                     content_type="application/json")
             if rule is not None and rule.kind == "empty":
@@ -176,7 +183,7 @@ class Rest:
                     response: web.Response) -> web.Response:
         """The order was booked; the client never hears so."""
         try:
-            data = json.loads(bytes(response.body)).get("data") or {}
+            data = json.loads(_body(response)).get("data") or {}
         except (ValueError, AttributeError):
             data = {}
         self.sim.faults.record(

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 
@@ -52,6 +53,9 @@ from tradebot.market_hours import (
     require_aware,
     session_bounds,
 )
+
+if TYPE_CHECKING:
+    from feeds.models import Instrument
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +162,7 @@ def fetch_history(
 
 @dataclass
 class SymbolResult:
-    instrument: object
+    instrument: Instrument
     key: str
     state: str = LOADING
     candles: list[ClosedCandle] = field(default_factory=list)

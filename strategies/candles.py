@@ -40,7 +40,9 @@ INTERVAL_MINUTES: dict[str, int] = {
 ONE_MINUTE = "ONE_MINUTE"
 MINUTE_MS = 60_000
 DAY_MS = 86_400_000
-IST_OFFSET_MS = int(IST.utcoffset(datetime(2000, 1, 1)).total_seconds() * 1000)
+_IST_OFFSET = IST.utcoffset(datetime(2000, 1, 1))
+assert _IST_OFFSET is not None  # a named zone always has an offset
+IST_OFFSET_MS = int(_IST_OFFSET.total_seconds() * 1000)
 SESSION_OPEN_MS = (9 * 60 + 15) * MINUTE_MS  # 09:15 after local midnight
 SESSION_CLOSE_MS = (15 * 60 + 30) * MINUTE_MS  # 15:30
 
@@ -390,6 +392,7 @@ class CandleBuilder:
 
     def _close(self, key: str, state: _Instrument) -> None:
         candle = state.candle
+        assert candle is not None  # every caller closes only an open candle
         state.candle = None
         self.closed.append(
             ClosedCandle(

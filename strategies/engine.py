@@ -27,9 +27,11 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import close_old_connections
+from redis.typing import EncodableT, FieldT
 
 from strategies.base import Signal, Strategy, strategy_class
 from strategies.bootstrap import (
@@ -58,6 +60,9 @@ from tradebot import keys
 from tradebot.market_hours import IST
 from tradebot.state import record
 
+if TYPE_CHECKING:
+    from strategies.models import StrategyConfig
+
 log = logging.getLogger(__name__)
 
 REPLAY_MARGIN_MS = 10_000  # ticks arrive about a second after their exchange time
@@ -71,7 +76,7 @@ def _setting(name: str, default):
 class Runner:
     """One strategy configuration and its instance per instrument."""
 
-    config: object
+    config: StrategyConfig
     instances: dict[str, Strategy] = field(default_factory=dict)
     version: str = ""
 
@@ -578,7 +583,7 @@ class Engine:
     def _write_state(self, state: str) -> None:
         self._state_written = time.monotonic()
         held = sum(len(q.held_keys()) for q in self.queues.values())
-        mapping = {
+        mapping: dict[FieldT, EncodableT] = {
             "state": state, "pid": os.getpid(), "updated_at": f"{time.time():.3f}",
             "interval": self.interval, "strategies": len(self.runners),
             "warming_up": len(self.warming), "held_candles": held,

@@ -87,7 +87,8 @@ class OpeningRangeBreakout(Strategy):
     def __init__(self, instrument, params=None, quantity: int = 1) -> None:
         super().__init__(instrument, params, quantity)
         self.day = None
-        self.high = self.low = None
+        self.high: int | None = None  # the opening range so far, in paise
+        self.low: int | None = None
         self.range_done = False
         self.traded = False
         self.entry: int | None = None
@@ -112,7 +113,7 @@ class OpeningRangeBreakout(Strategy):
             self.high = candle.high if self.high is None else max(self.high, candle.high)
             self.low = candle.low if self.low is None else min(self.low, candle.low)
             return None
-        if self.high is None:
+        if self.high is None or self.low is None:  # both are set together
             return None  # no opening range seen today (started late): no trade
         self.range_done = True
         width = self.high - self.low

@@ -252,6 +252,7 @@ def _compute_day_pnl() -> int:
     ).select_related("order__instrument")
     for fill in fills:
         instrument = fill.order.instrument
+        assert instrument is not None  # the query leaves out orders without one
         book = books.setdefault(instrument.pk, [instrument, 0, 0])
         paise = int(fill.price * 100) * fill.quantity
         if fill.order.side == BUY:

@@ -15,12 +15,15 @@ import logging
 import socket
 import time
 from collections.abc import Iterator
+from typing import cast
 
 import redis
 
 log = logging.getLogger(__name__)
 
 Entry = tuple[str, dict]  # (stream entry id, fields)
+# The engine's clients decode responses: every id and field comes back as str. redis-py
+# types replies for either kind of client (bytes | str), hence the casts to Entry below.
 
 DEFAULT_GROUP = "engine"
 
@@ -115,14 +118,16 @@ class TickReader:
     # --- start-up -----------------------------------------------------------------------
 
     def first_id(self, stream: str) -> str | None:
-        first = self.client.xrange(stream, "-", "+", count=1)
+        first = cast("list[Entry] | None", self.client.xrange(stream, "-", "+", count=1))
         return first[0][0] if first else None
 
     def replay(self, stream: str, from_id: str, to_id: str) -> Iterator[list[Entry]]:
         """Entries in [from_id, to_id] in batches, without touching the group."""
         start = from_id
         while True:
-            batch = self.client.xrange(stream, start, to_id, count=self.count)
+            batch = cast(
+                "list[Entry] | None", self.client.xrange(stream, start, to_id, count=self.count)
+            )
             if not batch:
                 return
             yield batch

@@ -73,4 +73,17 @@ def test_a_connected_feed_without_recent_ticks_is_shown_as_stale(redis_client, c
 
     call_command("bot_status", "--json")
 
-    assert json.loads(capsys.readouterr().out)["websocket"] == "CONNECTED, no tick for 18 s"
+    status = json.loads(capsys.readouterr().out)
+    assert status["websocket"] == "CONNECTED, no tick for 18 s"
+    assert status["symbols_flowing"] == 0
+
+
+def test_a_feed_process_that_stopped_reporting_is_shown_as_not_running(redis_client, capsys):
+    _running_bot(redis_client)
+    redis_client.hset(keys.FEED_STATE, "updated_at", time.time() - 95)
+
+    call_command("bot_status", "--json")
+
+    status = json.loads(capsys.readouterr().out)
+    assert status["websocket"].startswith("NOT RUNNING (last report 95 s ago")
+    assert status["symbols_flowing"] == 0

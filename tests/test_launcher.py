@@ -100,6 +100,38 @@ def test_the_stack_starts_prints_its_summary_and_stops_on_ctrl_c(tmp_path):
             and client.hget(keys.FEED_STATE, "state") == "CONNECTED",
             30, "the new feed to connect",
         )
+
+        # A second launcher on the same folder is refused and leaves the first alone.
+        second = subprocess.run(
+            [sys.executable, "-m", "tradebot.stack"], cwd=ROOT, env=env,
+            capture_output=True, text=True, timeout=60,
+        )
+        assert second.returncode == 1
+        assert "tradebot is already running from this folder" in second.stderr
+        assert (tmp_path / "var" / "redis" / "url").exists()
+
+        # The embedded Redis is supervised too: killed, it comes back on the same port
+        # and ticks reach the stream again.
+        def redis_pid():
+            try:
+                return client.info("server")["process_id"]
+            except redis.RedisError:
+                return None
+
+        killed = redis_pid()
+        os.kill(killed, signal.SIGKILL)
+        _wait_for(lambda: redis_pid() not in (None, killed), 30, "Redis to be started again")
+        stream = keys.TICKS_STREAM.format(exchange_type=1)
+
+        def newest_tick_id():
+            try:
+                newest = client.xrevrange(stream, count=1)
+            except redis.RedisError:
+                return None
+            return newest[0][0] if newest else None
+
+        before = _wait_for(newest_tick_id, 30, "ticks in the restarted Redis")
+        _wait_for(lambda: (newest_tick_id() or before) != before, 30, "fresh ticks after it")
         assert stack.poll() is None
     finally:
         stack.send_signal(signal.SIGINT)
@@ -142,3 +174,18 @@ def test_live_mode_without_credentials_names_every_missing_one(tmp_path):
 
     assert result.returncode == 1
     assert "ANGEL_CLIENT_CODE, ANGEL_PIN, ANGEL_API_KEY, ANGEL_TOTP_SECRET" in result.stderr
+
+
+def test_an_external_redis_that_does_not_answer_is_named_before_anything_starts(tmp_path):
+    env = {**os.environ, "TRADEBOT_VAR_DIR": str(tmp_path),
+           "REDIS_URL": f"redis://:hunter2@127.0.0.1:{free_port()}/0"}
+
+    result = subprocess.run(
+        [sys.executable, "-m", "tradebot.stack"], cwd=ROOT, env=env,
+        capture_output=True, text=True, timeout=60,
+    )
+
+    assert result.returncode == 1
+    assert "does not answer" in result.stderr and "check REDIS_URL" in result.stderr
+    assert "hunter2" not in result.stderr
+    assert not (tmp_path / "run" / "supervisord.conf").exists()

@@ -53,6 +53,21 @@ class EmbeddedRedis:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
+    def command(self, logfile: Path | None = None) -> list[str]:
+        """The redis-server command line, for a supervisor that runs it in the foreground."""
+        args = self._args()
+        if logfile is not None:
+            args += ["--logfile", str(logfile)]
+        return args
+
+    def is_ours(self, client: redis.Redis) -> bool:
+        """Does the server answering on our port keep its data in our folder?"""
+        try:
+            answer = client.config_get("dir").get("dir")
+        except redis.RedisError:
+            return False
+        return bool(answer) and Path(str(answer)).resolve() == self.data_dir.resolve()
+
     def _args(self) -> list[str]:
         args = [
             redis_server_binary(),

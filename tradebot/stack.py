@@ -1,15 +1,18 @@
 """`make run`: the whole bot in one terminal, kept alive by supervisord.
 
-Starts an embedded Redis when REDIS_URL is unset, migrates, creates the admin user, then
-hands every process in the Procfile to supervisord (the `supervisor` package), which
-restarts any process that dies unexpectedly and stops them all on Ctrl-C. A process
-that exits on purpose (exit code 0, such as the feed after its "stop" command) stays
-stopped. In paper mode the simulator runs too; in live mode it is left out. Once the
-bot is up, the status summary is printed once.
+Migrates, creates the admin user, then hands every process in the Procfile to
+supervisord (the `supervisor` package), which restarts any process that dies
+unexpectedly and stops them all on Ctrl-C. When REDIS_URL is unset, an embedded Redis
+is one of those processes, started first and stopped last; an external one must answer
+before anything starts. A process that exits on purpose (exit code 0, such as the feed
+after its "stop" command) stays stopped. In paper mode the simulator runs too; in live
+mode it is left out. One launcher per var folder. Once the bot is up, the status
+summary is printed once.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shlex
@@ -20,18 +23,23 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from tradebot.env import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 READY_TIMEOUT = 150
 # A process that dies within this many seconds of starting has failed to start;
-# supervisord retries it a few times, then marks it FATAL instead of looping forever.
+# supervisord waits 1 s, 2 s, 3 s ... between tries, so 30 tries keep one that cannot
+# start (its dependency down, say) coming back for about eight minutes before FATAL.
 START_SECONDS = 5
-START_RETRIES = 5
-# supervisord starts lower numbers first and stops them last: the simulator (the broker,
-# in paper mode) and Redis-facing web stay up while the others shut down.
-PRIORITY = {"simulator": 10, "web": 20}
+START_RETRIES = 30
+# supervisord starts lower numbers first and stops them last: Redis, then the simulator
+# (the broker, in paper mode) and web stay up while the others shut down.
+PRIORITY = {"redis": 1, "simulator": 10, "web": 20}
+# Restarted whatever its exit code: nothing stops these on purpose.
+ALWAYS_RESTART = ("redis",)
+REDIS_READY_TIMEOUT = 15
 
 
 def read_procfile(path: Path) -> dict[str, str]:
@@ -75,7 +83,7 @@ def supervisord_config(processes: dict[str, str], run_dir: Path) -> str:
             f"command=/bin/sh -c {shlex.quote(shell).replace('%', '%%')}",
             f"directory={ROOT}",
             f"priority={PRIORITY.get(name, 50)}",
-            "autorestart=unexpected",
+            "autorestart=" + ("true" if name in ALWAYS_RESTART else "unexpected"),
             "exitcodes=0",
             f"startsecs={START_SECONDS}",
             f"startretries={START_RETRIES}",
@@ -161,6 +169,88 @@ def _check_settings(env: dict[str, str]) -> None:
         raise SystemExit(f"tradebot cannot start: {reason}")
 
 
+def _single_instance(run_dir: Path):
+    """Hold a lock for as long as this launcher runs: a second `make run` on the same
+    folder would start a second Redis on the same data and confuse every command."""
+    handle = open(run_dir / "launcher.lock", "a+")  # noqa: SIM115 (held until exit)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        pid = handle.read().strip() or "?"
+        raise SystemExit(
+            f"tradebot is already running from this folder (launcher pid {pid}); "
+            "stop it with Ctrl-C in its terminal first"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
+
+
+def _masked(url: str) -> str:
+    """The URL without its user and password."""
+    parts = urlsplit(url)
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{parts.hostname or '?'}{port}{parts.path}"
+
+
+def _require_redis(url: str) -> None:
+    """An external Redis must answer before any process starts."""
+    import redis
+
+    client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        raise SystemExit(
+            f"tradebot cannot start: Redis at {_masked(url)} does not answer "
+            f"({exc.__class__.__name__}: {exc}); check REDIS_URL"
+        ) from None
+    finally:
+        client.close()
+
+
+def _await_embedded_redis(server, supervisord: subprocess.Popen) -> None:
+    """Wait until the Redis that supervisord started answers, and is ours."""
+    import redis
+
+    client = redis.Redis.from_url(server.url, socket_connect_timeout=1, socket_timeout=1)
+    deadline = time.monotonic() + REDIS_READY_TIMEOUT
+    try:
+        while time.monotonic() < deadline and supervisord.poll() is None:
+            if server.is_ours(client):
+                return
+            time.sleep(0.05)
+    finally:
+        client.close()
+    raise SystemExit(
+        f"tradebot cannot start: the embedded Redis did not come up on port {server.port} "
+        f"(taken by another program? set EMBEDDED_REDIS_PORT); see {server.data_dir}"
+    )
+
+
+def _fresh_start_state(env: dict[str, str]) -> None:
+    """Forget the last run's health verdict and feed state, and copy the kill switch
+    from the database into Redis (its mirror there may come from an old snapshot)."""
+    result = subprocess.run(
+        [sys.executable, "-c", _FRESH_START], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    if result.returncode != 0:
+        print(f"warning: start-up state not reset: {result.stderr.strip()[-300:]}")
+
+
+_FRESH_START = """
+import django
+django.setup()
+from broker.factory import get_redis
+from tradebot import keys, state
+get_redis().delete(keys.HEALTH_LAST, keys.FEED_STATE)
+print("kill switch", "ENGAGED" if state.sync_kill_switch_mirror() else "off")
+"""
+
+
 def main() -> int:
     os.chdir(ROOT)
     sys.path.insert(0, str(ROOT))
@@ -177,18 +267,22 @@ def main() -> int:
     run_dir.mkdir(parents=True, exist_ok=True)
     paper = env.get("TRADEBOT_MODE", "paper") == "paper"
     _check_settings(env)
+    lock = _single_instance(run_dir)
 
     redis_server = None
-    if not env.get("REDIS_URL"):
+    url_file = var_dir / "redis" / "url"
+    if env.get("REDIS_URL"):
+        _require_redis(env["REDIS_URL"])
+    else:
         from tradebot.embedded_redis import EmbeddedRedis, free_port
 
         port = int(env.get("EMBEDDED_REDIS_PORT", "0")) or free_port()
-        redis_server = EmbeddedRedis(var_dir / "redis", port=port, persist=True).start()
+        redis_server = EmbeddedRedis(var_dir / "redis", port=port, persist=True)
+        redis_server.data_dir.mkdir(parents=True, exist_ok=True)
         env["REDIS_URL"] = redis_server.url
-        (var_dir / "redis" / "url").write_text(redis_server.url + "\n")
-        print(f"embedded Redis on {redis_server.url} (data in {var_dir / 'redis'})")
 
     stop = threading.Event()
+    supervisord = None
     try:
         _manage("migrate", "--no-input", "-v", "0", env=env)
         _manage("ensure_admin", env=env)
@@ -196,6 +290,9 @@ def main() -> int:
         processes = read_procfile(ROOT / "Procfile")
         if not paper:
             processes.pop("simulator", None)
+        if redis_server is not None:
+            command = redis_server.command(logfile=redis_server.data_dir / "redis.log")
+            processes = {"redis": shlex.join(command), **processes}
         config = run_dir / "supervisord.conf"
         config.write_text(supervisord_config(processes, run_dir))
         supervisord = subprocess.Popen(
@@ -210,19 +307,28 @@ def main() -> int:
 
         signal.signal(signal.SIGINT, forward)
         signal.signal(signal.SIGTERM, forward)
+        if redis_server is not None:
+            _await_embedded_redis(redis_server, supervisord)
+            url_file.write_text(redis_server.url + "\n")
+            print(f"embedded Redis on {redis_server.url} (data in {redis_server.data_dir})")
+        _fresh_start_state(env)
         threading.Thread(
             target=_print_status_when_ready, args=(env, stop), daemon=True
         ).start()
         return supervisord.wait()
     finally:
         stop.set()
+        if supervisord is not None and supervisord.poll() is None:
+            supervisord.send_signal(signal.SIGTERM)
+            supervisord.wait(60)
         if redis_server is not None:
-            redis_server.stop()
-            (var_dir / "redis" / "url").unlink(missing_ok=True)
-
+            url_file.unlink(missing_ok=True)
+        lock.close()
 
 if __name__ == "__main__":
     try:
         sys.exit(main())
     except ConfigError as exc:
         sys.exit(f"tradebot cannot start: {exc}")
+    except KeyboardInterrupt:  # Ctrl-C before the processes were started
+        sys.exit(130)

@@ -31,12 +31,17 @@ def _model(label: str):
 
 # A connected feed whose newest tick is older than this is shown as stale.
 STALE_AFTER_SECONDS = 5.0
+# A feed process that has not written its state for this long is taken as gone.
+GONE_AFTER_SECONDS = 30.0
 
 
-def _websocket(state: dict) -> str:
+def _websocket(state: dict, now: float) -> str:
     shown = state.get("state", "NOT RUNNING")
+    updated = float(state.get("updated_at") or 0)
+    if state and now - updated > GONE_AFTER_SECONDS:
+        return f"NOT RUNNING (last report {now - updated:.0f} s ago, was {shown})"
     if shown == "CONNECTED" and state.get("last_tick_at"):
-        age = time.time() - float(state["last_tick_at"])
+        age = now - float(state["last_tick_at"])
         if age > STALE_AFTER_SECONDS:
             return f"CONNECTED, no tick for {age:.0f} s"
     return shown
@@ -44,14 +49,16 @@ def _websocket(state: dict) -> str:
 
 def _feed(redis_client) -> dict:
     state = redis_client.hgetall(keys.FEED_STATE)
+    now = time.time()
+    websocket = _websocket(state, now)
+    tick_age = now - float(state["last_tick_at"]) if state.get("last_tick_at") else None
+    # Prices flow only while the socket is up and ticks are fresh, whatever was counted.
+    flowing = int(state.get("flowing") or 0) if websocket == "CONNECTED" else 0
     return {
-        "websocket": _websocket(state),
+        "websocket": websocket,
         "symbols_subscribed": int(state.get("subscribed") or 0),
-        "symbols_flowing": int(state.get("flowing") or 0),
-        "feed_last_tick_age_seconds": (
-            round(time.time() - float(state["last_tick_at"]), 1)
-            if state.get("last_tick_at") else None
-        ),
+        "symbols_flowing": flowing,
+        "feed_last_tick_age_seconds": round(tick_age, 1) if tick_age is not None else None,
         "feed_reconnects_today": int(state.get("reconnects_today") or 0),
         "feed_last_error": state.get("last_error", ""),
     }

@@ -12,7 +12,7 @@ from django.conf import settings
 from health import checks
 from health.models import HealthCheck
 from tradebot import keys, state
-from tradebot.market_hours import now_ist, opens_within
+from tradebot.market_hours import calendar_covers, now_ist, opens_within
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,7 @@ def health_check() -> dict:
         "session": checks.check_session(_session_or_none()),
     }
     actions = _recover(redis_client, results)
+    _warn_if_no_holiday_calendar(redis_client)
     try:
         state.sync_kill_switch_mirror()  # a Redis restarted from an old snapshot
     except Exception as exc:
@@ -77,6 +78,24 @@ def health_check() -> dict:
         pass
     _report_change(row)
     return summary
+
+
+def _warn_if_no_holiday_calendar(redis_client) -> None:
+    """Once a day: without this year's NSE holidays, holidays look like trading days."""
+    year = now_ist().year
+    if calendar_covers(year):
+        return
+    try:
+        first = _once_per_window(redis_client, f"calendar-{year}", 86_400)
+    except Exception:
+        first = True
+    if first:
+        state.record(
+            "calendar",
+            f"no NSE holiday list for {year}: the bot will treat holidays as trading days; "
+            "put NSE's list in a file and set NSE_HOLIDAYS_FILE",
+            level="error",
+        )
 
 
 def _recover(redis_client, results: dict) -> list[str]:

@@ -87,3 +87,16 @@ def test_a_feed_process_that_stopped_reporting_is_shown_as_not_running(redis_cli
     status = json.loads(capsys.readouterr().out)
     assert status["websocket"].startswith("NOT RUNNING (last report 95 s ago")
     assert status["symbols_flowing"] == 0
+
+
+def test_a_missing_holiday_calendar_for_this_year_is_shown(redis_client, capsys, monkeypatch):
+    from datetime import datetime
+
+    from tradebot.market_hours import IST
+
+    _running_bot(redis_client)
+    monkeypatch.setattr("tradebot.status.now_ist", lambda: datetime(2027, 1, 4, 10, tzinfo=IST))
+
+    call_command("bot_status")
+
+    assert "holidays: MISSING for 2027: set NSE_HOLIDAYS_FILE" in capsys.readouterr().out

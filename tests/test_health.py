@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import date
 
 import pytest
 from django.conf import settings
@@ -112,3 +113,37 @@ def test_migrate_installs_the_60_second_schedules():
 def test_settings_use_exchange_time():
     assert settings.TIME_ZONE == settings.CELERY_TIMEZONE == "Asia/Kolkata"
     assert settings.USE_TZ
+
+
+def test_a_year_without_an_nse_holiday_list_raises_an_alert(redis_client, monkeypatch):
+    from datetime import datetime
+
+    from health.tasks import health_check
+    from tradebot.market_hours import IST
+    from tradebot.models import Activity
+
+    monkeypatch.setattr("health.tasks.now_ist", lambda: datetime(2027, 1, 4, 10, tzinfo=IST))
+    _feed_state(redis_client)
+
+    health_check.run()
+
+    alert = Activity.objects.get(component="calendar")
+    assert alert.level == "error"
+    assert "no NSE holiday list for 2027" in alert.message
+
+
+def test_a_holiday_file_covers_the_next_year(tmp_path, monkeypatch):
+    from tradebot import market_hours
+
+    listing = tmp_path / "holidays.txt"
+    listing.write_text("# NSE 2027\n2027-01-26\n")
+    monkeypatch.setenv("NSE_HOLIDAYS_FILE", str(listing))
+    market_hours.holidays.cache_clear()
+    try:
+        assert market_hours.calendar_covers(2027)
+        assert not market_hours.is_trading_day(date(2027, 1, 26))
+    finally:
+        monkeypatch.delenv("NSE_HOLIDAYS_FILE")
+        market_hours.holidays.cache_clear()
+
+    assert not market_hours.calendar_covers(2027)

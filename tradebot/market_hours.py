@@ -49,6 +49,12 @@ def holidays() -> frozenset[date]:
     return frozenset(days)
 
 
+def calendar_covers(year: int) -> bool:
+    """Is any NSE holiday known for ``year``? NSE publishes each year's list in
+    December; without it every holiday of that year looks like a trading day."""
+    return any(day.year == year for day in holidays())
+
+
 def now_ist() -> datetime:
     return datetime.now(IST)
 

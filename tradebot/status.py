@@ -13,7 +13,7 @@ from django.apps import apps
 from django.conf import settings
 
 from tradebot import keys
-from tradebot.market_hours import IST, is_market_open, now_ist
+from tradebot.market_hours import IST, calendar_covers, is_market_open, now_ist
 
 
 def _redis():
@@ -133,6 +133,11 @@ def collect_status() -> dict:
         status["kill_switch"] = "ENGAGED" if is_kill_switch_engaged() else "off"
     except Exception as exc:
         status["kill_switch"] = f"unknown ({exc.__class__.__name__})"
+    year = now_ist().year
+    status["holiday_calendar"] = (
+        f"NSE {year}" if calendar_covers(year)
+        else f"MISSING for {year}: set NSE_HOLIDAYS_FILE"
+    )
     status["orders_today"] = _orders_today()
     status["health"] = _health(redis_client)
     status["auto_recovery"] = "on"
@@ -173,7 +178,8 @@ def format_status(status: dict) -> str:
         f"  session token age      {_duration(age)}",
         f"  kill switch            {status['kill_switch']}",
         f"  orders today           {status['orders_today']}",
-        f"  market                 {'open' if status['market_open'] else 'closed'}",
+        f"  market                 {'open' if status['market_open'] else 'closed'}"
+        f" (holidays: {status['holiday_calendar']})",
         f"  redis                  {status['redis']}",
     ]
     if status.get("feed_last_error"):

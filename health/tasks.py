@@ -83,18 +83,12 @@ def health_check() -> dict:
 def _warn_if_no_holiday_calendar(redis_client) -> None:
     """Once a day: without this year's NSE holidays, holidays look like trading days."""
     year = now_ist().year
-    if calendar_covers(year):
-        return
-    try:
-        first = _once_per_window(redis_client, f"calendar-{year}", 86_400)
-    except Exception:
-        first = True
-    if first:
-        state.record(
-            "calendar",
+    if not calendar_covers(year):
+        _record_once(
+            redis_client, f"calendar-{year}", 86_400, "calendar",
             f"no NSE holiday list for {year}: the bot will treat holidays as trading days; "
             "put NSE's list in a file and set NSE_HOLIDAYS_FILE",
-            level="error",
+            "error",
         )
 
 
@@ -146,15 +140,21 @@ def token_check() -> dict:
     return {"session": "refreshed", "expires_in": session.expires_in()}
 
 
+def _record_once(redis_client, name: str, seconds: int, component: str, message: str,
+                 level: str) -> None:
+    """An activity line at most once per window, however often the check runs."""
+    try:
+        first = _once_per_window(redis_client, name, seconds)
+    except Exception:
+        first = True  # Redis down: better a repeated line than none
+    if first:
+        state.record(component, message, level=level)
+
+
 def _warn_once(message: str) -> None:
     from broker.factory import get_redis
 
-    try:
-        first = _once_per_window(get_redis(), "session-warning", 3600)
-    except Exception:
-        first = True  # Redis down: better a repeated warning than none
-    if first:
-        state.record("session", message, level="warning")
+    _record_once(get_redis(), "session-warning", 3600, "session", message, "warning")
 
 
 def _login_if_needed(session) -> dict:

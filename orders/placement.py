@@ -200,19 +200,24 @@ def _from_submitting(intent: OrderIntent) -> str:
         lease_left = (intent.claimed_at - now).total_seconds() + LEASE_SECONDS
     if alive is True or (alive is None and lease_left > 0):
         raise WaitFor(min(max(lease_left, 0.5), 2.0), f"{intent.claimed_by} is sending it")
+    if not holder_gone(intent, now, "searching before any resend"):
+        return "taken"
+    return _resolve(intent)
+
+
+def holder_gone(intent: OrderIntent, now: datetime, then: str) -> bool:
+    """The intent's holder died mid-send, so its outcome is unknown: move it to UNKNOWN,
+    to be settled by a book read after any answer could have arrived. False when
+    someone else moved it first."""
     since = intent.sent_at or intent.claimed_at or now
-    settle = since + timedelta(seconds=http_timeout() + 1)
-    took_over = states.move(
+    return states.move(
         intent,
         S.UNKNOWN,
         expect=[S.SUBMITTING],
         claim=intent.claim_token,
-        note=f"holder {intent.claimed_by} gone mid-send; searching before any resend",
-        settle_until=settle,
+        note=f"holder {intent.claimed_by} gone mid-send; {then}",
+        settle_until=since + timedelta(seconds=http_timeout() + 1),
     )
-    if not took_over:
-        return "taken"
-    return _resolve(intent)
 
 
 # --- sending --------------------------------------------------------------------------

@@ -200,18 +200,9 @@ def _requeue_stale(
             lease_end = (intent.claimed_at or now) + timedelta(seconds=placement.LEASE_SECONDS)
             if alive is True or (alive is None and now < lease_end):
                 continue
-            # Its holder died mid-send: the outcome is unknown. Handled as such below, so
-            # that past its deadline it is expired (or adopted), not re-queued forever.
-            since = intent.sent_at or intent.claimed_at or now
-            settle = since + timedelta(seconds=placement.http_timeout() + 1)
-            if not states.move(
-                intent,
-                S.UNKNOWN,
-                expect=[S.SUBMITTING],
-                claim=intent.claim_token,
-                note=f"reconciler: holder {intent.claimed_by} gone mid-send",
-                settle_until=settle,
-            ):
+            # Handled as unknown below, so that past its deadline it is expired (or
+            # adopted), not re-queued forever.
+            if not placement.holder_gone(intent, now, "the reconciler settles it"):
                 continue
         # unknown: expire it if a book fetched after it settled does not have its tag
         settled = intent.settle_until or intent.sent_at or now

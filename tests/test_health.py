@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import date
 
 import pytest
 from django.conf import settings
@@ -131,19 +130,3 @@ def test_a_year_without_an_nse_holiday_list_raises_an_alert(redis_client, monkey
     assert alert.level == "error"
     assert "no NSE holiday list for 2027" in alert.message
 
-
-def test_a_holiday_file_covers_the_next_year(tmp_path, monkeypatch):
-    from tradebot import market_hours
-
-    listing = tmp_path / "holidays.txt"
-    listing.write_text("# NSE 2027\n2027-01-26\n")
-    monkeypatch.setenv("NSE_HOLIDAYS_FILE", str(listing))
-    market_hours.holidays.cache_clear()
-    try:
-        assert market_hours.calendar_covers(2027)
-        assert not market_hours.is_trading_day(date(2027, 1, 26))
-    finally:
-        monkeypatch.delenv("NSE_HOLIDAYS_FILE")
-        market_hours.holidays.cache_clear()
-
-    assert not market_hours.calendar_covers(2027)

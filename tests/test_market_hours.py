@@ -79,5 +79,6 @@ def test_holidays_can_be_extended_from_a_file(tmp_path, monkeypatch):
 
     try:
         assert not mh.is_trading_day(date(2027, 1, 26))
+        assert mh.calendar_covers(2027)
     finally:
         mh.holidays.cache_clear()

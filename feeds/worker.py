@@ -123,6 +123,7 @@ class FeedWorker:
         self._market_open_now: bool | None = None
         self._day: date | None = None
         self._reconnects_before_today = 0
+        self._retired_reconnects = 0  # reconnects of connections closed for a lost slot
         poll = watchlist_poll_seconds or float(
             getattr(settings, "FEED_WATCHLIST_POLL_SECONDS", 30)
         )
@@ -386,6 +387,7 @@ class FeedWorker:
                    f"{connection.name}", level="error")
             connection.stop(timeout=1.0)
             self.connections.remove(connection)
+            self._retired_reconnects += connection.reconnects  # today's count keeps them
             self.watchlist -= connection.registry.keys()
         gained = []
         if len(self.slots.held) < self.wanted_connections:  # a slot may have come free
@@ -416,7 +418,7 @@ class FeedWorker:
         return "CONNECTING"
 
     def reconnects_today(self) -> int:
-        total = sum(c.reconnects for c in self.connections)
+        total = self._retired_reconnects + sum(c.reconnects for c in self.connections)
         today = self._now().date()
         if self._day != today:
             if self._day is not None:

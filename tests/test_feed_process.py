@@ -101,3 +101,26 @@ def test_a_feed_short_of_slots_takes_one_when_it_comes_free(simulator, redis_cli
 
     assert stats["ws_connections"] == 2 and stats["ws_rejected_connections"] == 0
     assert any(r.getMessage().startswith("Took connection slot") for r in caplog.records)
+
+
+def test_a_connection_closed_for_a_lost_slot_keeps_its_reconnects_in_todays_count(
+    simulator, redis_client
+):
+    worker = make_worker(simulator.ws_url, connections=2)
+    with running_worker(worker):
+        wait_for(lambda: len(worker.connections) == 2
+                 and all(c.state == "CONNECTED" for c in worker.connections), 10,
+                 "2 connections")
+        second = worker.connections[1]
+        second.force_reconnect("test")
+        wait_for(lambda: second.reconnects == 1 and second.state == "CONNECTED", 10,
+                 "the second connection back")
+        before = worker.reconnects_today()
+
+        slot_key = keys.FEED_SLOTS.format(client_code=worker.slots.client_code, slot=1)
+        redis_client.set(slot_key, "another-process")  # someone else holds slot 2 now
+        wait_for(lambda: [c.index for c in worker.connections] == [0, 2], 15,
+                 "slot 2's connection closed and the free slot 3 taken instead")
+
+        assert before >= 1
+        assert worker.reconnects_today() == before

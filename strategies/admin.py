@@ -19,8 +19,8 @@ def history_summary() -> str:
 
 @admin.register(Candle)
 class CandleAdmin(admin.ModelAdmin):
-    list_display = ("instrument", "interval", "start", "open", "high", "low", "close", "volume",
-                    "source", "complete")
+    list_display = ("instrument", "interval", "start", "open_rs", "high_rs", "low_rs",
+                    "close_rs", "volume", "source", "complete")
     list_filter = ("interval", "source", "complete")
     search_fields = ("instrument__symbol",)
     date_hierarchy = "start"
@@ -29,6 +29,23 @@ class CandleAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:
         return False
+
+    # Stored in paise as the feed delivers them; shown in rupees like the orders.
+    @admin.display(description="open (Rs)", ordering="open")
+    def open_rs(self, candle: Candle) -> str:
+        return f"{candle.open / 100:.2f}"
+
+    @admin.display(description="high (Rs)", ordering="high")
+    def high_rs(self, candle: Candle) -> str:
+        return f"{candle.high / 100:.2f}"
+
+    @admin.display(description="low (Rs)", ordering="low")
+    def low_rs(self, candle: Candle) -> str:
+        return f"{candle.low / 100:.2f}"
+
+    @admin.display(description="close (Rs)", ordering="close")
+    def close_rs(self, candle: Candle) -> str:
+        return f"{candle.close / 100:.2f}"
 
 
 @admin.register(HistoryStatus)

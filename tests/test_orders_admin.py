@@ -37,3 +37,21 @@ def test_every_countdown_stays_well_inside_the_visibility_timeout(settings):
     assert placement.LEASE_SECONDS > placement.TIME_LIMIT > placement.SOFT_TIME_LIMIT
     assert tasks.OrderTask.acks_late and tasks.OrderTask.retry_on_worker_lost
     assert tasks.OrderTask.max_retries == 3
+
+
+def test_the_candle_list_shows_rupees_like_the_orders(admin_client, redis_client):
+    from datetime import datetime
+
+    from strategies.models import Candle
+    from tradebot.market_hours import IST
+
+    Candle.objects.create(
+        instrument=instrument(), interval="ONE_MINUTE",
+        start=datetime(2026, 12, 3, 10, 15, tzinfo=IST),
+        open=238585, high=238900, low=238105, close=238640, volume=1200, source="live",
+    )
+
+    html = admin_client.get("/admin/strategies/candle/").content.decode()
+
+    assert "2385.85" in html and "2389.00" in html and "2386.40" in html
+    assert "238585" not in html

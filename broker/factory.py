@@ -15,6 +15,7 @@ from typing import Any
 import redis
 from django.conf import settings
 
+from broker.errors import ConfigurationError
 from broker.limiter import RateLimiter
 from broker.rest import SmartApiClient
 from broker.session import BrokerSession
@@ -49,6 +50,18 @@ def reset() -> None:
 
 def make_redis(url: str) -> redis.Redis:
     """A redis-py client with the project's timeouts (runtime.md §4.4)."""
+    if url == getattr(settings, "NO_REDIS_URL", None):
+        raise ConfigurationError(
+            "no Redis to talk to: `make run` is not running from this folder "
+            "(var/redis/url is missing) and REDIS_URL is unset"
+        )
+    try:
+        return _from_url(url)
+    except ValueError as exc:
+        raise ConfigurationError(f"REDIS_URL cannot be used: {exc}") from None
+
+
+def _from_url(url: str) -> redis.Redis:
     return redis.Redis.from_url(
         url,
         decode_responses=True,

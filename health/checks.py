@@ -43,10 +43,13 @@ def check_database() -> tuple[str, str]:
 
 
 def check_workers(celery_app, timeout: float = 1.0) -> tuple[str, str]:
-    try:
-        replies = celery_app.control.ping(timeout=timeout)
-    except Exception as exc:
-        return Status.DOWN, f"{exc.__class__.__name__}: {exc}"
+    for attempt in (1, 2):  # the first may meet a connection Redis closed when it restarted
+        try:
+            replies = celery_app.control.ping(timeout=timeout)
+            break
+        except Exception as exc:
+            if attempt == 2:
+                return Status.DOWN, f"{exc.__class__.__name__}: {exc}"
     names = sorted(name for reply in replies for name in reply)
     if not names:
         return Status.DOWN, "no Celery worker answered a ping"

@@ -8,6 +8,7 @@ from django.core.management.base import CommandError
 
 from tradebot import keys, state
 from tradebot.models import Activity, KillSwitchEvent
+from tradebot.status import collect_status
 
 pytestmark = pytest.mark.django_db
 
@@ -114,3 +115,23 @@ def test_the_health_check_puts_a_stale_mirror_right(redis_client):
     health_check.run()
 
     assert redis_client.get(keys.KILL_SWITCH) == "0"
+
+
+def test_with_no_bot_running_here_the_command_records_it_and_talks_to_no_redis(
+    settings, capsys
+):
+    from broker import factory
+
+    settings.REDIS_URL = settings.NO_REDIS_URL
+    factory.reset()
+    try:
+        call_command("kill_switch", "engage", "--reason", "weekend", "--by", "ops")
+        status = collect_status()
+    finally:
+        factory.reset()
+
+    out = capsys.readouterr().out
+    assert "no running bot found here" in out
+    assert state.bot_state().kill_switch_engaged
+    assert status["redis"].startswith("none (no Redis to talk to: `make run` is not running")
+    assert status["kill_switch"] == "ENGAGED"

@@ -189,3 +189,25 @@ def test_an_external_redis_that_does_not_answer_is_named_before_anything_starts(
     assert "does not answer" in result.stderr and "check REDIS_URL" in result.stderr
     assert "hunter2" not in result.stderr
     assert not (tmp_path / "run" / "supervisord.conf").exists()
+
+
+def test_a_port_another_program_holds_is_named_before_anything_starts(tmp_path):
+    import socket
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+        env.update(TRADEBOT_VAR_DIR=str(tmp_path), WEB_PORT=str(port))
+
+        result = subprocess.run(
+            [sys.executable, "-m", "tradebot.stack"], cwd=ROOT, env=env,
+            capture_output=True, text=True, timeout=60,
+        )
+
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"tradebot cannot start: port {port} (WEB_PORT) is in use, perhaps by another "
+        "tradebot; stop it or set WEB_PORT"
+    )

@@ -112,6 +112,9 @@ def test_a_malformed_database_url_is_named():
         ("CANDLE_EXTRA_INTERVALS", "FIVE_MINUTE,2m", "CANDLE_EXTRA_INTERVALS has '2m'"),
         ("LOG_LEVEL", "verbose", "LOG_LEVEL='VERBOSE' must be one of DEBUG"),
         ("FEED_PING_SECONDS", "nan", "FEED_PING_SECONDS='nan' is not a finite number"),
+        ("REDIS_URL", "notaurl", "REDIS_URL must start with redis://, rediss:// or unix://"),
+        ("NSE_HOLIDAYS_FILE", "/nonexistent/holidays.txt",
+         "NSE_HOLIDAYS_FILE=/nonexistent/holidays.txt cannot be read"),
     ],
 )
 def test_a_value_the_bot_cannot_use_is_refused_at_start_naming_it(name, value, message):
@@ -131,3 +134,18 @@ def test_a_lower_case_log_level_is_accepted():
     )
 
     assert result.returncode == 0, result.stderr
+
+
+def test_a_holiday_file_with_a_bad_line_is_named_with_its_line(tmp_path):
+    listing = tmp_path / "holidays.txt"
+    listing.write_text("2027-01-26\nnot-a-date\n")
+
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        env={**os.environ, "NSE_HOLIDAYS_FILE": str(listing)}, capture_output=True, text=True,
+    )
+
+    assert result.returncode != 0
+    assert f"NSE_HOLIDAYS_FILE={listing} line 2 is not a date (YYYY-MM-DD): 'not-a-date'" in (
+        result.stderr
+    )

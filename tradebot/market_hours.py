@@ -12,6 +12,8 @@ from datetime import date, datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
+from tradebot.env import ConfigError
+
 IST = ZoneInfo("Asia/Kolkata")
 
 SESSION_OPEN = time(9, 15)
@@ -36,16 +38,33 @@ def require_aware(moment: datetime) -> datetime:
     return moment
 
 
+def read_holidays_file(path: str) -> set[date]:
+    """One ISO date per line, ``#`` comments allowed; a bad file names itself and the line."""
+    days = set()
+    try:
+        with open(path, encoding="utf-8") as handle:
+            for number, line in enumerate(handle, 1):
+                text = line.split("#", 1)[0].strip()
+                if not text:
+                    continue
+                try:
+                    days.add(date.fromisoformat(text))
+                except ValueError:
+                    raise ConfigError(
+                        f"NSE_HOLIDAYS_FILE={path} line {number} is not a date "
+                        f"(YYYY-MM-DD): {text!r}"
+                    ) from None
+    except OSError as exc:
+        raise ConfigError(f"NSE_HOLIDAYS_FILE={path} cannot be read: {exc.strerror}") from None
+    return days
+
+
 @lru_cache(maxsize=1)
 def holidays() -> frozenset[date]:
     days = {date.fromisoformat(d) for d in _HOLIDAYS_2026}
     path = os.environ.get("NSE_HOLIDAYS_FILE")
     if path:
-        with open(path, encoding="utf-8") as handle:
-            for line in handle:
-                line = line.split("#", 1)[0].strip()
-                if line:
-                    days.add(date.fromisoformat(line))
+        days |= read_holidays_file(path)
     return frozenset(days)
 
 

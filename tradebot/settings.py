@@ -18,6 +18,7 @@ from tradebot.env import (
     env_optional,
     env_str,
 )
+from tradebot.market_hours import read_holidays_file
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("TRADEBOT_VAR_DIR", str(BASE_DIR / "var")))
@@ -128,6 +129,11 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
 
+# Extra NSE holidays (one ISO date per line); read here once so a bad file stops start-up.
+NSE_HOLIDAYS_FILE = env_optional("NSE_HOLIDAYS_FILE")
+if NSE_HOLIDAYS_FILE:
+    read_holidays_file(NSE_HOLIDAYS_FILE)
+
 # --- redis and celery ---------------------------------------------------------------
 # The launcher (`make run`) writes the address of the Redis it started to this file, so
 # commands run from another shell (bot_status, kill_switch, chaos) find the same one.
@@ -141,7 +147,13 @@ def _embedded_redis_url() -> str | None:
         return None
 
 
-REDIS_URL = env_optional("REDIS_URL") or _embedded_redis_url() or "redis://127.0.0.1:6379/0"
+# Neither REDIS_URL nor a running `make run` here: a placeholder that broker.factory
+# refuses with a message saying so (and that refuses connections at once anywhere else),
+# so a command run while the bot is stopped never talks to some other Redis.
+NO_REDIS_URL = "redis://127.0.0.1:0/0"
+REDIS_URL = env_optional("REDIS_URL") or _embedded_redis_url() or NO_REDIS_URL
+if not REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
+    raise ConfigError("REDIS_URL must start with redis://, rediss:// or unix://")
 
 CELERY_BROKER_URL = REDIS_URL
 CELERY_RESULT_BACKEND = None

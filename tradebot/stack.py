@@ -196,6 +196,27 @@ def _masked(url: str) -> str:
     return f"{parts.scheme}://{parts.hostname or '?'}{port}{parts.path}"
 
 
+def _require_free_ports(env: dict[str, str], paper: bool) -> None:
+    """Another bot (another folder, same defaults) would share these and each would
+    talk to the other's simulator: refuse at once, naming the setting to change."""
+    import socket
+
+    wanted = [("WEB_PORT", "8000"), ("FLOWER_PORT", "5555")]
+    if paper:
+        wanted.append(("SIMULATOR_PORT", "8600"))
+    for name, default in wanted:
+        port = int(env.get(name) or default)
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                raise SystemExit(
+                    f"tradebot cannot start: port {port} ({name}) is in use, perhaps by "
+                    f"another tradebot; stop it or set {name}"
+                ) from None
+
+
 def _require_redis(url: str) -> None:
     """An external Redis must answer before any process starts."""
     import redis
@@ -268,6 +289,9 @@ def main() -> int:
     paper = env.get("TRADEBOT_MODE", "paper") == "paper"
     _check_settings(env)
     lock = _single_instance(run_dir)
+    _require_free_ports(env, paper)
+    # Files under var/ (database, Redis snapshot, logs) hold session tokens in live mode.
+    os.umask(0o077)
 
     redis_server = None
     url_file = var_dir / "redis" / "url"

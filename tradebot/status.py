@@ -12,6 +12,7 @@ import time
 from django.apps import apps
 from django.conf import settings
 
+from broker.errors import ConfigurationError
 from tradebot import keys
 from tradebot.market_hours import IST, calendar_covers, is_market_open, now_ist
 
@@ -113,6 +114,9 @@ def collect_status() -> dict:
         redis_client = _redis()
         redis_client.ping()
         status["redis"] = "ok"
+    except ConfigurationError as exc:
+        redis_client = None
+        status["redis"] = f"none ({exc.message})"
     except Exception as exc:
         redis_client = None
         status["redis"] = f"down ({exc.__class__.__name__})"

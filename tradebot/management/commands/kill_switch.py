@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from tradebot import state
@@ -29,6 +30,11 @@ class Command(BaseCommand):
                 raise CommandError("releasing the kill switch needs --reason")
             state.release_kill_switch(by=by, reason=reason)
             self.stdout.write(self.style.SUCCESS("kill switch released"))
+        if action != "show" and settings.REDIS_URL == settings.NO_REDIS_URL:
+            self.stdout.write(
+                "no running bot found here (no var/redis/url, no REDIS_URL): the switch is "
+                "recorded in the database and holds from the next `make run`"
+            )
         current = state.bot_state()
         self.stdout.write(
             f"kill switch {'ENGAGED' if current.kill_switch_engaged else 'off'}"

@@ -192,6 +192,13 @@ def _requeue_stale(
                     note="reconciler: never sent before its deadline",
                 ):
                     summary["expired"] += 1
+                    record(
+                        "orders",
+                        f"intent {intent.ordertag} ({intent.side} {intent.quantity} "
+                        f"{intent.instrument.symbol}) expired unsent: it could not be queued "
+                        "before its deadline",
+                        level="warning",
+                    )
             elif (now - intent.status_changed_at).total_seconds() >= STALE_NEW_SECONDS:
                 summary["requeued"] += int(enqueue_place(intent))
             continue

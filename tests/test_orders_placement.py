@@ -473,3 +473,14 @@ def test_an_engaged_kill_switch_blocks_a_modify_of_a_working_order(simulator, re
 
     assert ours(simulator, intent)[0]["quantity"] == "1"
     assert simulator.stats()["route_calls"].get("modifyOrder", 0) == 0
+
+
+def test_the_reconciler_says_so_when_an_intent_expires_unsent(simulator):
+    intent = create_intent(instrument(), "BUY", 1, deadline_after=0)  # no worker runs here
+
+    summary = reconcile.reconcile(reason="test", positions=False)
+
+    assert summary["expired"] == 1
+    alert = Activity.objects.get(component="orders", message__contains=intent.ordertag)
+    assert alert.level == "warning" and "expired unsent" in alert.message
+    assert ours(simulator, intent) == []

@@ -131,13 +131,7 @@ def token_check() -> dict:
     if not session.refresh_would_extend():
         # Refreshed tokens end at the same daily cut-off: log in anew once it has passed.
         return {"session": "ends at the daily cut-off", "expires_in": expires_in}
-    try:
-        session.refresh()
-    except Exception as exc:
-        state.record("session", f"session refresh failed: {exc}", level="error")
-        return {"session": "refresh failed", "error": str(exc)}
-    state.record("session", "broker session refreshed ahead of expiry")
-    return {"session": "refreshed", "expires_in": session.expires_in()}
+    return _renew(session, "refresh")
 
 
 def _record_once(redis_client, name: str, seconds: int, component: str, message: str,
@@ -162,10 +156,23 @@ def _login_if_needed(session) -> dict:
     warn = settings.SESSION_WARN_BEFORE_MINUTES * 60
     if not opens_within(now_ist(), warn, settings.MARKET_ALWAYS_OPEN):
         return {"session": "not logged in", "market": "closed"}
+    return _renew(session, "login")
+
+
+# How the token check renews a session: (result, activity line).
+_RENEWED = {
+    "refresh": ("refreshed", "broker session refreshed ahead of expiry"),
+    "login": ("logged in", "logged in to the broker (TOTP) for the trading day"),
+}
+
+
+def _renew(session, how: str) -> dict:
+    """``session.refresh()`` or ``session.login()``, recorded either way; never raises."""
     try:
-        session.login()
+        getattr(session, how)()
     except Exception as exc:
-        state.record("session", f"login failed: {exc}", level="error")
-        return {"session": "login failed", "error": str(exc)}
-    state.record("session", "logged in to the broker (TOTP) for the trading day")
-    return {"session": "logged in", "expires_in": session.expires_in()}
+        state.record("session", f"session {how} failed: {exc}", level="error")
+        return {"session": f"{how} failed", "error": str(exc)}
+    result, line = _RENEWED[how]
+    state.record("session", line)
+    return {"session": result, "expires_in": session.expires_in()}

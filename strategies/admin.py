@@ -17,6 +17,16 @@ def history_summary() -> str:
     return f"historical candles: {loaded}/{total} loaded, {warming} warming up"
 
 
+def _rupees(field: str):
+    """A changelist column showing a paise field in rupees, sortable by the field."""
+
+    @admin.display(description=f"{field} (Rs)", ordering=field)
+    def column(self, candle: Candle) -> str:
+        return f"{getattr(candle, field) / 100:.2f}"
+
+    return column
+
+
 @admin.register(Candle)
 class CandleAdmin(admin.ModelAdmin):
     list_display = ("instrument", "interval", "start", "open_rs", "high_rs", "low_rs",
@@ -31,21 +41,10 @@ class CandleAdmin(admin.ModelAdmin):
         return False
 
     # Stored in paise as the feed delivers them; shown in rupees like the orders.
-    @admin.display(description="open (Rs)", ordering="open")
-    def open_rs(self, candle: Candle) -> str:
-        return f"{candle.open / 100:.2f}"
-
-    @admin.display(description="high (Rs)", ordering="high")
-    def high_rs(self, candle: Candle) -> str:
-        return f"{candle.high / 100:.2f}"
-
-    @admin.display(description="low (Rs)", ordering="low")
-    def low_rs(self, candle: Candle) -> str:
-        return f"{candle.low / 100:.2f}"
-
-    @admin.display(description="close (Rs)", ordering="close")
-    def close_rs(self, candle: Candle) -> str:
-        return f"{candle.close / 100:.2f}"
+    open_rs = _rupees("open")
+    high_rs = _rupees("high")
+    low_rs = _rupees("low")
+    close_rs = _rupees("close")
 
 
 @admin.register(HistoryStatus)

@@ -268,7 +268,7 @@ django.setup()
 from broker.factory import get_redis
 from tradebot import keys, state
 get_redis().delete(keys.HEALTH_LAST, keys.FEED_STATE)
-print("kill switch", "ENGAGED" if state.sync_kill_switch_mirror() else "off")
+state.sync_kill_switch_mirror()
 """
 
 
